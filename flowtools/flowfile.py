@@ -1,0 +1,408 @@
+"""pyflow flow files: column batches packed into blocks of narrow, compressed columns.
+
+Each block stores every column in the narrowest little-endian width that holds its values in
+that block: as a constant (no payload), as an offset from the block minimum, or as a delta
+from the previous value when the column is sorted (sTime usually is). Multi-byte columns are
+byte-shuffled (all low bytes, then the next bytes...) before zstandard compression, which is
+what lets counters and addresses compress well. Per-column CRC32 checksums, per-block
+statistics for skipping, and an end marker per segment; see docs/FORMAT.md.
+"""
+
+import threading
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zstandard
+
+from . import container, schema
+from .errors import FormatError
+
+KIND = "flow"
+DEFAULT_BLOCK_RECORDS = 1 << 17
+DEFAULT_LEVEL = 3
+STAT_COLUMNS = ("stime", "etime", "sip", "dip", "sport", "dport", "protocol")
+_WIDTHS = (1, 2, 4, 8)
+_SORTED_CANDIDATES = ("stime",)
+
+
+# ---------------------------------------------------------------- column codec
+
+def _width(span):
+    for w in _WIDTHS:
+        if span < (1 << (8 * w)):
+            return w
+    return 8
+
+
+def _shuffle(raw, w):
+    if w == 1:
+        return raw
+    return np.ascontiguousarray(np.frombuffer(raw, np.uint8).reshape(-1, w).T).tobytes()
+
+
+def _unshuffle(buf, w, n):
+    if w == 1:
+        return np.frombuffer(buf, np.uint8)
+    # Shifting whole planes into place is several times faster than a strided transpose.
+    planes = np.frombuffer(buf, np.uint8).reshape(w, n)
+    out = planes[w - 1].astype(f"<u{w}")
+    for k in range(w - 2, -1, -1):
+        out <<= 8
+        out |= planes[k]
+    return out
+
+
+def encode_int(name, col, cctx):
+    """(descriptor, payload bytes) for one integer column of a block."""
+    n = len(col)
+    lo, hi = col.min(), col.max()
+    if lo == hi:
+        return [name, "c", 0, int(lo), 0, 0, 0, 0], b""
+    enc, base = "o", lo
+    if col.dtype.kind == "i":
+        span = int(hi) - int(lo)
+    else:
+        span = int(hi - lo)
+    w = _width(span)
+    if name in _SORTED_CANDIDATES and w > 1:
+        step = np.diff(col)
+        if step.min() >= 0:
+            dw = _width(int(step.max()))
+            if dw < w:
+                enc, w = "d", dw
+                stored = np.empty(n, f"<u{w}")
+                stored[0] = 0
+                stored[1:] = step
+    if enc == "o":
+        stored = (col - lo).astype(f"<u{w}") if col.dtype.kind != "i" else \
+            (col - np.int64(lo)).astype(f"<u{w}")
+    raw = _shuffle(stored.tobytes(), w) if cctx else stored.tobytes()
+    shuffled = 1 if (cctx and w > 1) else 0
+    data = cctx.compress(raw) if cctx else raw
+    return [name, enc, w, int(base), shuffled, len(data), zlib.crc32(data), n], data
+
+
+def decode_int(desc, data, n, dtype, dctx, where):
+    name, enc, w, base, shuffled, clen, crc, _ = desc
+    if enc == "c":
+        # A read-only zero-stride view: a constant column costs nothing to "decode".
+        return np.ndarray((n,), dtype, buffer=np.array([base]).astype(dtype), strides=(0,))
+    if zlib.crc32(data) != crc:
+        raise FormatError(f"{where}: checksum mismatch in column {name}")
+    if dctx is not None:
+        try:
+            raw = dctx.decompress(data, max_output_size=n * w)
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"{where}: corrupt column {name} ({exc})") from None
+    else:
+        raw = data
+    if len(raw) != n * w:
+        raise FormatError(f"{where}: column {name} has {len(raw)} bytes, expected {n * w}")
+    stored = _unshuffle(raw, w, n) if shuffled else np.frombuffer(raw, f"<u{w}")
+    if enc == "o":
+        if base == 0 and stored.dtype == dtype:
+            return stored
+        return np.add(stored, np.array(base).astype(dtype), dtype=dtype)
+    if enc == "d":
+        out = np.cumsum(stored, dtype=dtype)
+        out += np.array(base).astype(dtype)
+        return out
+    raise FormatError(f"{where}: unknown column encoding {enc!r}")
+
+
+def _ip_parts(name, col):
+    if col.ndim == 1:
+        return [(name, col)]
+    return [(name + ".hi", col[:, 0]), (name + ".lo", col[:, 1])]
+
+
+def _stats(batch):
+    out = {}
+    st = batch["stime"]
+    out["stime"] = [int(st.min()), int(st.max())]
+    et = schema.etime(batch)
+    out["etime"] = [int(et.min()), int(et.max())]
+    for name in ("sip", "dip"):
+        col = batch[name]
+        if col.ndim == 1:
+            out[name] = [int(col.min()), int(col.max())]
+        else:
+            hi, lo = col[:, 0], col[:, 1]
+            a, b = hi.min(), hi.max()
+            out[name] = [[int(a), int(lo[hi == a].min())], [int(b), int(lo[hi == b].max())]]
+    for name in ("sport", "dport", "protocol"):
+        out[name] = [int(batch[name].min()), int(batch[name].max())]
+    return out
+
+
+def encode_block(batch, cctx):
+    """(block header dict, payload bytes) for one batch."""
+    n = schema.nrecords(batch)
+    v6 = schema.is_v6(batch)
+    cols, parts = [], []
+    for name in schema.NAMES:
+        for sub, col in (_ip_parts(name, batch[name]) if name in schema.IP_COLUMNS
+                         else [(name, batch[name])]):
+            desc, data = encode_int(sub, col, cctx)
+            cols.append(desc)
+            parts.append(data)
+    if v6:
+        desc, data = encode_int("ipv6", batch["ipv6"].view(np.uint8), cctx)
+        cols.append(desc)
+        parts.append(data)
+    header = {"n": n, "v6": v6, "cols": cols, "stats": _stats(batch)}
+    return header, b"".join(parts)
+
+
+class Block:
+    """A block as read from a file: header (with stats) and the means to decode it."""
+
+    def __init__(self, reader, header, payload):
+        self.reader = reader
+        self.header = header
+        self.n = header["n"]
+        self.v6 = header["v6"]
+        self.stats = header["stats"]
+        self.payload = payload
+        self.index = {c[0]: c for c in header["cols"]}
+        self.offsets = {}
+        at = 0
+        for c in header["cols"]:
+            self.offsets[c[0]] = at
+            at += c[5]
+
+    def _col(self, sub, dtype, dctx):
+        desc = self.index.get(sub)
+        if desc is None:
+            raise FormatError(f"{self.reader.name}: block lacks column {sub}")
+        at = self.offsets[sub]
+        data = self.payload[at: at + desc[5]]
+        return decode_int(desc, data, self.n, dtype, dctx, self.reader.where(self))
+
+    def decode(self, columns=None, dctx=None):
+        """The block's records as a batch; only the named columns when given."""
+        try:
+            return self._decode(columns, dctx)
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise FormatError(f"{self.reader.where(self)}: corrupt block ({exc})") from None
+
+    def _decode(self, columns, dctx):
+        if dctx is None and self.reader.compressed:
+            dctx = zstandard.ZstdDecompressor()
+        elif not self.reader.compressed:
+            dctx = None
+        names = schema.NAMES if columns is None else columns
+        out = {}
+        for name in names:
+            if name in schema.IP_COLUMNS:
+                if self.v6:
+                    col = np.empty((self.n, 2), np.uint64)
+                    col[:, 0] = self._col(name + ".hi", np.dtype(np.uint64), dctx)
+                    col[:, 1] = self._col(name + ".lo", np.dtype(np.uint64), dctx)
+                    out[name] = col
+                else:
+                    out[name] = self._col(name, np.dtype(np.uint32), dctx)
+            else:
+                out[name] = self._col(name, schema.COLUMNS[name], dctx)
+        if self.v6 and (columns is None or "ipv6" in columns or
+                        any(c in schema.IP_COLUMNS for c in names)):
+            out["ipv6"] = self._col("ipv6", np.dtype(np.uint8), dctx).view(bool)
+        return out
+
+
+def _check_block_header(header):
+    """Validate a block header read from a file; returns its payload size."""
+    n = header["n"]
+    assert isinstance(n, int) and 0 < n <= 1 << 28
+    assert isinstance(header["v6"], bool) and isinstance(header["stats"], dict)
+    size = 0
+    for c in header["cols"]:
+        assert isinstance(c, list) and len(c) == 8 and isinstance(c[0], str)
+        assert c[1] in ("c", "o", "d") and c[2] in (0, 1, 2, 4, 8) and c[7] in (0, n)
+        assert all(isinstance(v, int) for v in c[2:]) and c[5] >= 0
+        assert c[1] == "c" or c[2] > 0
+        size += c[5]
+    return size
+
+
+class FlowWriter:
+    """Writes batches as blocks to a binary file object; close() writes the end marker."""
+
+    def __init__(self, f, meta=None, compression="zstd", level=DEFAULT_LEVEL,
+                 block_records=DEFAULT_BLOCK_RECORDS, header=True):
+        self.f = f
+        self.meta = dict(meta or {})
+        self.meta.update(kind=KIND, compression=compression, schema=list(schema.NAMES))
+        if compression == "zstd":
+            self.meta["level"] = level
+        elif compression != "none":
+            raise ValueError(f"unknown compression {compression}")
+        self.cctx = zstandard.ZstdCompressor(level=level) if compression == "zstd" else None
+        self.block_records = block_records
+        self.pending = []
+        self.npending = 0
+        self.records = 0
+        self.blocks = 0
+        self.closed = False
+        if header:
+            f.write(container.header_bytes(self.meta))
+
+    def write(self, batch):
+        n = schema.nrecords(batch)
+        if not n:
+            return
+        if self.pending and schema.is_v6(self.pending[0]) != schema.is_v6(batch):
+            self._flush_pending()  # keep IPv4 blocks 32-bit wide
+        self.pending.append(batch)
+        self.npending += n
+        while self.npending >= self.block_records:
+            whole = schema.concat(self.pending)
+            self._write_block(schema.take(whole, slice(0, self.block_records)))
+            rest = schema.take(whole, slice(self.block_records, None))
+            self.pending = [rest] if schema.nrecords(rest) else []
+            self.npending -= self.block_records
+
+    def _flush_pending(self):
+        if self.pending:
+            self._write_block(schema.concat(self.pending))
+        self.pending, self.npending = [], 0
+
+    def _write_block(self, batch):
+        header, payload = encode_block(batch, self.cctx)
+        self.f.write(container.frame_bytes(container.BLOCK, header))
+        self.f.write(payload)
+        self.records += header["n"]
+        self.blocks += 1
+
+    def write_block(self, block):
+        """Copy a block read from a file of the same compression without re-encoding it."""
+        self._flush_pending()
+        header = {k: v for k, v in block.header.items() if k != "_no"}
+        self.f.write(container.frame_bytes(container.BLOCK, header))
+        self.f.write(block.payload)
+        self.records += block.n
+        self.blocks += 1
+
+    def close(self):
+        """Flush the last block and write the segment's end marker (not the file)."""
+        if self.closed:
+            return
+        self._flush_pending()
+        self.f.write(container.frame_bytes(
+            container.END, {"records": self.records, "blocks": self.blocks}))
+        self.f.flush()
+        self.closed = True
+
+
+class FlowReader:
+    """Reads a pyflow flow file or stream block by block."""
+
+    def __init__(self, f, name, prefix=b"", threads=2):
+        self.f = f
+        self.name = name
+        self.header = container.read_header(f, name, prefix)
+        self.meta = self.header.meta
+        if self.meta.get("kind") != KIND:
+            raise FormatError(f"{name}: not a flow file (it holds a {self.meta.get('kind')})")
+        comp = self.meta.get("compression")
+        if comp not in ("zstd", "none"):
+            raise FormatError(f"{name}: unknown compression {comp!r}")
+        self.compressed = comp == "zstd"
+        self.frames = container.FrameReader(f, name, self.header)
+        self.threads = threads
+        self.block_no = 0
+        self.segments = []  # end-marker headers seen
+
+    def where(self, block):
+        return f"{self.name}: block {block.header.get('_no', '?')}"
+
+    def blocks(self):
+        """Yield each Block with its header; call .load() to read its payload, or not."""
+        while True:
+            frame = self.frames.next_frame()
+            if frame is None:
+                return
+            kind, header, _ = frame
+            if kind == container.END:
+                self.segments.append(header)
+                continue
+            try:
+                size = _check_block_header(header)
+            except (KeyError, TypeError, ValueError, IndexError, AssertionError):
+                raise FormatError(f"{self.name}: corrupt block header "
+                                  f"(block {self.block_no})") from None
+            header["_no"] = self.block_no
+            self.block_no += 1
+            yield _PendingBlock(self, header, size)
+
+    def decoded_blocks(self, columns=None, keep=None):
+        """(Block, batch) pairs in order, decoded by a small thread pool.
+
+        keep(stats) -> False skips a block without reading its payload."""
+        pool = _pool(self.threads)
+        ahead = deque()
+        try:
+            for pending in self.blocks():
+                if keep is not None and not keep(pending.header["stats"]):
+                    pending.skip()
+                    continue
+                block = pending.load()
+                if pool is None:
+                    yield block, block.decode(columns)
+                    continue
+                ahead.append((block, pool.submit(_decode, block, columns)))
+                if len(ahead) > 2 * self.threads:
+                    block, fut = ahead.popleft()
+                    yield block, fut.result()
+            while ahead:
+                block, fut = ahead.popleft()
+                yield block, fut.result()
+        finally:
+            for _, fut in ahead:
+                fut.cancel()
+
+    def batches(self, columns=None, keep=None):
+        """Decoded batches, in order."""
+        for _, batch in self.decoded_blocks(columns, keep):
+            yield batch
+
+    def __iter__(self):
+        return self.batches()
+
+
+_pools = {}
+_local = threading.local()
+
+
+def _pool(threads):
+    # One pool per process: tools read thousands of small archive files in a row.
+    if threads <= 1:
+        return None
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pyflow-decode")
+    return _pools[threads]
+
+
+def _decode(block, columns):
+    if not block.reader.compressed:
+        return block.decode(columns, None)
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return block.decode(columns, dctx)
+
+
+class _PendingBlock:
+    def __init__(self, reader, header, size):
+        self.reader = reader
+        self.header = header
+        self.size = size
+        self.n = header["n"]
+
+    def load(self):
+        return Block(self.reader, self.header, self.reader.frames.read_payload(self.size))
+
+    def skip(self):
+        self.reader.frames.skip_payload(self.size)

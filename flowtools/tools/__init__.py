@@ -1,0 +1,24 @@
+"""One module per pyflow-* tool: its TOOL declaration and main(opts).
+
+TOOLS maps each command to its module; the console-script entry points are the functions
+of the same names defined below (``pyflow-cat`` -> ``flowtools.tools:cat``).
+"""
+
+TOOLS = {
+    "pyflow-cat": "cat",
+    "pyflow-fileinfo": "fileinfo",
+    "pyflow-gen": "gen",
+    "pyflow-pack": "pack",
+}
+
+
+def _entry(module):
+    def run():
+        from ..cli import entry
+        entry(f"{__name__}.{module}")
+    run.__name__ = module
+    return run
+
+
+for _module in TOOLS.values():
+    globals()[_module] = _entry(_module)
