@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # The API lives in its own module so that tools start without importing numpy.
-    if name in ("read_flows", "archive_flows", "to_dataframe", "write_flows"):
+    if name in ("read_flows", "archive_files", "archive_flows", "to_dataframe",
+                "write_flows"):
         from . import api
         return getattr(api, name)
     raise AttributeError(name)

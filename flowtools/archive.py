@@ -106,6 +106,7 @@ def append_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
                 block_records=DEFAULT_BLOCK_RECORDS):
     """Add batches to the flow file at path, creating it atomically when absent."""
     _makedirs(path)
+    _remove_stale_temps(path)
     if not os.path.exists(path) and _create(path, batches, meta, compression, level,
                                              block_records):
         return
@@ -115,7 +116,8 @@ def append_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
 def _create(path, batches, meta, compression, level, block_records):
     """Write a new file; False when another writer created it first."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
+                               suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w+b") as f:
             w = FlowWriter(f, meta, compression, level, block_records)
@@ -130,6 +132,27 @@ def _create(path, batches, meta, compression, level, block_records):
         return True
     finally:
         os.unlink(tmp)
+
+
+def _remove_stale_temps(path):
+    """Remove temporary files that killed writers left for this file."""
+    prefix = f".{os.path.basename(path)}."
+    directory = os.path.dirname(path) or "."
+    for name in os.listdir(directory):
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+        except PermissionError:
+            pass
 
 
 def _commit(f, length, previous):

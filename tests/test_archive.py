@@ -1,0 +1,123 @@
+"""Writing into the archive: layout, appends, and crash safety."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from conftest import ROOT, assert_batches_equal, random_batch
+
+from flowtools import archive, schema, siteconf
+from flowtools.flowfile import FlowReader
+
+CONFIG = siteconf.load(os.path.join(ROOT, "etc", "silk.conf"))
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return schema.concat(list(FlowReader(f, path)))
+
+
+def all_files(root, temps=False):
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs
+                  if temps or not f.startswith("."))
+
+
+def test_split_into_hourly_files(rng, tmp_path):
+    b = random_batch(rng, 5000)
+    b["stime"] = b["stime"] + rng.integers(0, 3, 5000) * archive.HOUR_MS
+    b["flowtype"] = rng.choice([0, 1, 2], 5000).astype(np.uint8)
+    b["sensor"] = rng.choice([0, 3], 5000).astype(np.uint16)
+    w = archive.ArchiveWriter(str(tmp_path), CONFIG, {"history": ["t"]})
+    w.write(b)
+    w.close()
+    files = all_files(tmp_path)
+    assert len(files) == 3 * 3 * 2 and w.records == 5000
+    total = 0
+    for path in files:
+        rel = os.path.relpath(path, tmp_path)
+        ft, sensor, hour = CONFIG.parse_path(rel)
+        got = read_file(path)
+        assert (got["flowtype"] == ft).all() and (got["sensor"] == sensor).all()
+        assert ((got["stime"] // archive.HOUR_MS) * archive.HOUR_MS == hour).all()
+        mask = (b["flowtype"] == ft) & (b["sensor"] == sensor) & \
+            (b["stime"] // archive.HOUR_MS * archive.HOUR_MS == hour)
+        assert_batches_equal(schema.take(b, mask), got)  # input order kept
+        total += len(got["stime"])
+    assert total == 5000
+    assert any("inweb/" in f and "/iw-S3_" in f for f in files)
+
+
+def test_append_adds_segments(rng, tmp_path):
+    path = str(tmp_path / "in" / "f")
+    a, b = random_batch(rng, 100), random_batch(rng, 50, v6=True)
+    archive.append_file(path, [a], {"sensor": 1})
+    archive.append_file(path, [b], {"sensor": 1})
+    with open(path, "rb") as f:
+        r = FlowReader(f, path)
+        out = list(r)
+    assert len(r.segments) == 2
+    assert_batches_equal(a, out[0])
+    assert_batches_equal(b, out[1])
+
+
+def test_append_drops_a_torn_tail(rng, tmp_path):
+    path = str(tmp_path / "f")
+    a = random_batch(rng, 100)
+    archive.append_file(path, [a], {})
+    with open(path, "ab") as f:
+        f.write(b"B\x40\x00\x00\x00garbage from a crashed writer")
+    assert_batches_equal(a, read_file(path))
+    archive.append_file(path, [a], {})
+    assert_batches_equal(schema.concat([a, a]), read_file(path))
+
+
+WRITER = """
+import sys, numpy as np
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+from conftest import random_batch
+from flowtools import archive, siteconf
+cfg = siteconf.load({conf!r})
+rng = np.random.default_rng(int(sys.argv[1]))
+w_root = sys.argv[2]
+i = 0
+while True:
+    b = random_batch(rng, 1000)
+    b["stime"] = b["stime"] - b["stime"] % archive.HOUR_MS + rng.integers(0, 1000, 1000)
+    b["sensor"][:] = i % 3
+    b["flowtype"][:] = 0
+    w = archive.ArchiveWriter(w_root, cfg, block_records=300)
+    w.write(b)
+    w.close()
+    i += 1
+"""
+
+
+def test_killed_writer_never_leaves_a_torn_file(tmp_path):
+    root = str(tmp_path / "arch")
+    code = WRITER.format(root=ROOT, tests=os.path.join(ROOT, "tests"),
+                         conf=os.path.join(ROOT, "etc", "silk.conf"))
+    env = dict(os.environ, PYFLOW_FSYNC="0")
+    rng = np.random.default_rng(9)
+    for attempt in range(6):
+        p = subprocess.Popen([sys.executable, "-c", code, str(attempt), root], env=env)
+        time.sleep(0.4 + rng.random() * 0.8)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        for path in all_files(root):
+            got = read_file(path)  # raises on any torn or corrupt file
+            assert len(got["stime"]) % 1000 == 0  # only whole appends are visible
+    assert all_files(root), "the writer never got to write anything"
+    # a later writer clears the temporary files killed writers left behind
+    w = archive.ArchiveWriter(root, CONFIG)
+    for path in all_files(root):
+        ft, sensor, hour = CONFIG.parse_path(os.path.relpath(path, root))
+        b = random_batch(np.random.default_rng(1), 10)
+        b["stime"][:] = hour
+        b["sensor"][:] = sensor
+        b["flowtype"][:] = ft
+        w.write(b)
+    w.close()
+    assert all_files(root, temps=True) == all_files(root)
