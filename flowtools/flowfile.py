@@ -206,8 +206,7 @@ class Block:
                     out[name] = self._col(name, np.dtype(np.uint32), dctx)
             else:
                 out[name] = self._col(name, schema.COLUMNS[name], dctx)
-        if self.v6 and (columns is None or "ipv6" in columns or
-                        any(c in schema.IP_COLUMNS for c in names)):
+        if self.v6:  # always: it is what marks a batch as IPv6
             out["ipv6"] = self._col("ipv6", np.dtype(np.uint8), dctx).view(bool)
         return out
 

@@ -38,7 +38,7 @@ V4_MAPPED_LO = np.uint64(0xFFFF00000000)
 
 
 def is_v6(batch):
-    return batch["sip"].ndim == 2
+    return "ipv6" in batch
 
 
 def nrecords(batch):
@@ -66,7 +66,8 @@ def to_v6(batch):
         return batch
     out = dict(batch)
     for name in IP_COLUMNS:
-        out[name] = v4_to_v6(batch[name])
+        if name in batch:
+            out[name] = v4_to_v6(batch[name])
     out["ipv6"] = np.zeros(nrecords(batch), bool)
     return out
 
@@ -82,6 +83,8 @@ def to_v4(batch):
         return batch
     out = {k: v for k, v in batch.items() if k != "ipv6"}
     for name in IP_COLUMNS:
+        if name not in batch:
+            continue
         out[name] = (batch[name][:, 1] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return out
 

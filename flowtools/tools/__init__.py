@@ -6,6 +6,7 @@ of the same names defined below (``pyflow-cat`` -> ``flowtools.tools:cat``).
 
 TOOLS = {
     "pyflow-cat": "cat",
+    "pyflow-cut": "cut",
     "pyflow-fileinfo": "fileinfo",
     "pyflow-gen": "gen",
     "pyflow-pack": "pack",

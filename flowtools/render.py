@@ -1,0 +1,280 @@
+"""Printing fields as SiLK does: the options every text tool shares, and column rendering.
+
+A Renderer holds the choices (IP format and IPv6 policy, timestamp format, integer sensors
+and flags, the site config for names) and turns a field of a batch into a text column; the
+column widths and titles follow rwcut's.
+"""
+
+import numpy as np
+
+from . import schema, text
+from .errors import FlowError
+
+IP_FORMATS = ("canonical", "no-mixed", "decimal", "hexadecimal", "zero-padded", "map-v4",
+              "unmap-v6", "force-ipv6")
+TS_FORMATS = ("default", "iso", "m/d/y", "epoch")
+TS_MODIFIERS = ("utc", "local", "no-msec")
+POLICIES = ("ignore", "asv4", "mix", "force", "only")
+V4_MAPPED = np.uint64(0xFFFF00000000)
+LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def add_text_options(p, timestamps=True, ips=True, sensors=True, flags=True, policy=True):
+    """The formatting switches shared by the text tools (help written once)."""
+    if ips:
+        p.add_argument("--ip-format", metavar="FORMAT",
+                       help="How to print IP addresses: canonical (default), no-mixed, "
+                            "decimal, hexadecimal, zero-padded, with modifiers map-v4, "
+                            "unmap-v6, force-ipv6 (comma separated). Default from "
+                            "SILK_IP_FORMAT.")
+        p.add_argument("--integer-ips", action="store_true",
+                       help="Print IP addresses as integers (--ip-format=decimal).")
+        p.add_argument("--zero-pad-ips", action="store_true",
+                       help="Print IP addresses fully expanded and zero-padded.")
+    if timestamps:
+        p.add_argument("--timestamp-format", metavar="FORMAT",
+                       help="How to print timestamps: default, iso, m/d/y or epoch, "
+                            "optionally with utc or local and no-msec (comma separated). "
+                            "Default from SILK_TIMESTAMP_FORMAT.")
+        p.add_argument("--epoch-time", action="store_true",
+                       help="Print timestamps as epoch seconds (--timestamp-format=epoch).")
+        p.add_argument("--legacy-timestamps", nargs="?", const="1", metavar="NUM",
+                       help="Print timestamps as MM/DD/YYYY hh:mm:ss (m/d/y,no-msec).")
+    if sensors:
+        p.add_argument("--integer-sensors", action="store_true",
+                       help="Print the sensor ID rather than its name.")
+    if flags:
+        p.add_argument("--integer-tcp-flags", action="store_true",
+                       help="Print TCP flag fields as integers.")
+    if policy:
+        p.add_argument("--ipv6-policy", metavar="POLICY",
+                       help="How to treat IPv4 and IPv6 records: ignore (IPv4 only), asv4 "
+                            "(IPv6 in ::ffff:0:0/96 as IPv4, others dropped), mix (default), "
+                            "force (IPv4 as IPv6), only (IPv6 only). Default from "
+                            "SILK_IPV6_POLICY.")
+    p.add_argument("--no-titles", action="store_true", help="Do not print column titles.")
+    p.add_argument("--no-columns", action="store_true",
+                   help="Do not pad columns to fixed widths.")
+    p.add_argument("--column-separator", metavar="C",
+                   help="Print C between columns and after the last one (default '|').")
+    p.add_argument("--no-final-delimiter", action="store_true",
+                   help="Do not print the column separator after the last column.")
+    p.add_argument("--delimited", nargs="?", const="|", metavar="C",
+                   help="Same as --no-columns --no-final-delimiter --column-separator=C "
+                        "(C defaults to '|').")
+
+
+class Renderer:
+    def __init__(self, opts, config=None):
+        from .io import env
+        self.config = config
+        ipf = getattr(opts, "ip_format", None) or env("IP_FORMAT", "canonical")
+        if getattr(opts, "integer_ips", False):
+            ipf = "decimal"
+        if getattr(opts, "zero_pad_ips", False):
+            ipf = "zero-padded"
+        self.ip_style, self.map_v4, self.unmap_v6 = "canonical", False, False
+        no_mixed = False
+        for part in ipf.lower().split(","):
+            if part not in IP_FORMATS:
+                raise FlowError(f"invalid --ip-format value '{part}'")
+            if part == "map-v4":
+                self.map_v4 = True
+            elif part == "unmap-v6":
+                self.unmap_v6 = True
+            elif part == "force-ipv6":
+                self.map_v4, no_mixed = True, True
+            else:
+                self.ip_style = part
+        if no_mixed and self.ip_style == "canonical":
+            self.ip_style = "no-mixed"
+        tsf = getattr(opts, "timestamp_format", None) or env("TIMESTAMP_FORMAT", "default")
+        if getattr(opts, "epoch_time", False):
+            tsf = "epoch"
+        if getattr(opts, "legacy_timestamps", None) not in (None, "0"):
+            tsf = "m/d/y,no-msec"
+        self.ts, self.msec, self.local = "default", True, False
+        for part in tsf.lower().split(","):
+            if part in TS_FORMATS:
+                self.ts = part
+            elif part == "no-msec":
+                self.msec = False
+            elif part == "local":
+                self.local = True
+            elif part != "utc":
+                raise FlowError(f"invalid --timestamp-format value '{part}'")
+        policy = getattr(opts, "ipv6_policy", None) or env("IPV6_POLICY", "mix")
+        if policy not in POLICIES:
+            raise FlowError(f"invalid --ipv6-policy value '{policy}'")
+        self.policy = policy
+        self.integer_sensors = getattr(opts, "integer_sensors", False)
+        self.integer_flags = getattr(opts, "integer_tcp_flags", False)
+        if getattr(opts, "delimited", None) is not None:
+            self.sep, self.columnar, self.final = opts.delimited or "|", False, False
+        else:
+            self.sep = getattr(opts, "column_separator", None) or "|"
+            self.columnar = not getattr(opts, "no_columns", False)
+            self.final = not getattr(opts, "no_final_delimiter", False)
+        self.titles = not getattr(opts, "no_titles", False)
+
+    # ------------------------------------------------------------------ widths and titles
+
+    def width(self, field):
+        if field.kind == "ip":
+            if self.ip_style == "decimal" and self.policy in ("ignore", "asv4"):
+                return 10
+            return 15 if self.policy in ("ignore", "asv4") else 39
+        if field.kind == "time":
+            return (14 if self.msec else 10) if self.ts == "epoch" else (23 if self.msec
+                                                                           else 19)
+        if field.kind == "sensor":
+            if self.integer_sensors or self.config is None:
+                return 5
+            return max([len(s.name) for s in self.config.sensors.values()] + [1])
+        if field.kind in ("class", "type"):
+            if self.config is None:
+                return 3
+            if field.kind == "class":
+                return max([len(c) for c in self.config.classes] + [1])
+            return max([len(t.type_name) for t in self.config.flowtypes.values()] + [1])
+        if field.kind == "flags" and self.integer_flags:
+            return 3
+        return field.width
+
+    def title(self, field):
+        return field.name[: self.width(field)] if self.columnar else field.name
+
+    def header(self, fields):
+        if not self.titles:
+            return b""
+        cols = []
+        for f in fields:
+            t = self.title(f).encode()
+            mat = np.frombuffer(t, np.uint8).reshape(1, -1)
+            cols.append((mat, np.array([len(t)])))
+        return text.layout(cols, [self.width(f) for f in fields], self.sep.encode(),
+                           self.columnar, self.final)
+
+    # ------------------------------------------------------------------ records
+
+    def apply_policy(self, batch):
+        """The records the IPv6 policy keeps, converted as it says."""
+        v6 = schema.is_v6(batch)
+        if self.policy == "mix":
+            return batch
+        if self.policy == "force":
+            out = dict(schema.to_v6(batch))
+            out["ipv6"] = np.ones(len(batch["stime"]), bool)  # printed as ::ffff:a.b.c.d
+            return out
+        if self.policy == "only":
+            return schema.take(batch, batch["ipv6"]) if v6 else schema.take(batch, slice(0, 0))
+        if not v6:
+            return batch
+        if self.policy == "ignore":
+            return schema.to_v4(schema.take(batch, ~batch["ipv6"]))
+        # asv4: IPv6 records inside ::ffff:0:0/96 become IPv4, others are dropped
+        mapped = np.ones(len(batch["stime"]), bool)
+        for name in schema.IP_COLUMNS:
+            col = batch[name]
+            mapped &= (col[:, 0] == 0) & ((col[:, 1] & ~LOW32) == V4_MAPPED)
+        keep = ~batch["ipv6"] | mapped
+        out = schema.take(batch, keep)
+        out["ipv6"] = np.zeros(int(keep.sum()), bool)
+        return schema.to_v4(out)
+
+    def column(self, field, batch):
+        """(matrix, lengths) of the field's text for every record."""
+        w = self.width(field)
+        values = field.values(batch)
+        kind = field.kind
+        if kind == "ip":
+            return self._ips(values, batch, w)
+        if kind == "uint":
+            return text.uint(values, w)
+        if kind == "flags":
+            return text.flag_letters(values, text.TCP_FLAGS, w, self.integer_flags)
+        if kind == "attributes":
+            return text.flag_letters(values, text.ATTRIBUTES, w, self.integer_flags)
+        if kind == "time":
+            offset = _local_offsets(values) if self.local else None
+            return text.timestamps(values, self.ts, self.msec, offset)
+        if kind == "duration":
+            return text.seconds(values, self.msec)
+        if kind == "icmp":
+            mat, lens = text.uint(values, w)
+            icmp = np.isin(batch["protocol"], (1, 58))
+            mat[~icmp] = text.SPACE
+            lens = np.where(icmp, lens, 0)
+            return mat, lens
+        if kind == "sensor":
+            if self.integer_sensors or self.config is None:
+                return text.uint(values, w)
+            return self._names(values, w, lambda i: self.config.sensor_name(i))
+        if kind in ("class", "type"):
+            if self.config is None:
+                return text.uint(values, w)
+            def name(i, kind=kind):
+                ft = self.config.flowtypes.get(i)
+                if ft is None:
+                    return "?"
+                return ft.class_name if kind == "class" else ft.type_name
+            return self._names(values, w, name)
+        raise FlowError(f"cannot print field {field.name}")
+
+    def _names(self, values, width, name_of):
+        uniq, index = np.unique(values, return_inverse=True)
+        return text.from_strings([name_of(int(u)) for u in uniq], index.ravel(), width)
+
+    def _ips(self, col, batch, width):
+        if col.ndim == 1:  # an IPv4 batch
+            if self.map_v4:
+                col = schema.v4_to_v6(col)
+                return self._v6(col, np.ones(len(col), bool), width, force_v6=True)
+            return self._v4(col, width)
+        ipv6 = batch["ipv6"]
+        if self.map_v4:
+            return self._v6(col, np.ones(len(col), bool), width, force_v6=True)
+        if self.unmap_v6:
+            mapped = (col[:, 0] == 0) & ((col[:, 1] & ~LOW32) == V4_MAPPED)
+            ipv6 = ipv6 & ~mapped
+        if not ipv6.any():
+            return self._v4((col[:, 1] & LOW32).astype(np.uint32), width)
+        if ipv6.all():
+            return self._v6(col, ipv6, width)
+        mat4, len4 = self._v4((col[:, 1] & LOW32).astype(np.uint32), width)
+        mat6, len6 = self._v6(col, ipv6, width)
+        w = max(mat4.shape[1], mat6.shape[1])
+        mat4, mat6 = text.fit(mat4, len4, w), text.fit(mat6, len6, w)
+        return np.where(ipv6[:, None], mat6, mat4), np.where(ipv6, len6, len4)
+
+    def _v4(self, addr, width):
+        if self.ip_style == "decimal":
+            return text.uint(addr, width)
+        if self.ip_style == "hexadecimal":
+            return text.uint(addr, width, base=16)
+        return text.ipv4(addr, width, zero_pad=self.ip_style == "zero-padded")
+
+    def _v6(self, col, ipv6, width, force_v6=False):
+        if self.ip_style in ("decimal", "hexadecimal"):
+            base = 10 if self.ip_style == "decimal" else 16
+            uniq, index = np.unique(np.ascontiguousarray(col).view(
+                [("hi", np.uint64), ("lo", np.uint64)]).ravel(), return_inverse=True)
+            fmt = "{:d}" if base == 10 else "{:x}"
+            strings = [fmt.format((int(h) << 64) | int(lo))
+                       for h, lo in zip(uniq["hi"], uniq["lo"], strict=True)]
+            return text.from_strings(strings, index.ravel(), width)
+        return text.ipv6(col, width, self.ip_style)
+
+    def lines(self, fields, batch):
+        cols = [self.column(f, batch) for f in fields]
+        return text.layout(cols, [self.width(f) for f in fields], self.sep.encode(),
+                           self.columnar, self.final)
+
+
+def _local_offsets(ms):
+    """Seconds east of UTC of the local time zone at each time (distinct hours only)."""
+    import time
+    hours = np.asarray(ms, np.int64) // 3_600_000
+    uniq, index = np.unique(hours, return_inverse=True)
+    offs = np.array([time.localtime(int(h) * 3600).tm_gmtoff for h in uniq], np.int64)
+    return offs[index.ravel()]
