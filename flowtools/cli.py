@@ -110,6 +110,24 @@ def build_parser(tool):
     return p
 
 
+def _attach_optional_values(parser, argv):
+    """As with getopt, an optional value must be attached with '=': a bare `--delimited`
+    followed by a file name does not take the file name as its value."""
+    longs = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    optional = {s: a for a in parser._actions if a.nargs == "?"
+                for s in a.option_strings}
+    out = []
+    for i, tok in enumerate(argv):
+        if tok == "--":
+            return out + argv[i:]
+        if tok.startswith("--") and "=" not in tok:
+            hits = [s for s in longs if s == tok] or [s for s in longs if s.startswith(tok)]
+            if len(hits) == 1 and hits[0] in optional:
+                tok = f"{hits[0]}={optional[hits[0]].const}"
+        out.append(tok)
+    return out
+
+
 def _quiet_pipe():
     # A downstream reader that went away (`| head`) ends the tool quietly.
     try:
@@ -123,6 +141,7 @@ def run(tool, main, argv=None):
     argv = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in argv
     parser = build_parser(tool)
+    argv = _attach_optional_values(parser, argv)
     try:
         opts, extra = parser.parse_known_args(argv)
         if extra:

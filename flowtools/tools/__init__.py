@@ -1,7 +1,7 @@
 """One module per pyflow-* tool: its TOOL declaration and main(opts).
 
 TOOLS maps each command to its module; the console-script entry points are the functions
-of the same names defined below (``pyflow-cat`` -> ``flowtools.tools:cat``).
+of the same names defined below (``pyflow-cat`` -> ``flowtools.tools:run_cat``).
 """
 
 TOOLS = {
@@ -22,4 +22,4 @@ def _entry(module):
 
 
 for _module in TOOLS.values():
-    globals()[_module] = _entry(_module)
+    globals()["run_" + _module] = _entry(_module)
