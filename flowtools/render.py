@@ -182,55 +182,83 @@ class Renderer:
         out["ipv6"] = np.zeros(int(keep.sum()), bool)
         return schema.to_v4(out)
 
-    def column(self, field, batch):
-        """(matrix, lengths) of the field's text for every record."""
+    def column(self, field, batch, out=None):
+        """(matrix, lengths) of the field's text for every record; written into out, an
+        (n, W) view, when given (W from out_width)."""
         w = self.width(field)
         values = field.values(batch)
         kind = field.kind
         if kind == "ip":
-            return self._ips(values, batch, w)
+            mat, lens = self._ips(values, batch, w, out)
+            if out is not None and mat is not out:
+                out[...] = text.fit(mat, lens, out.shape[1])
+            return mat, lens
         if kind == "uint":
-            return text.uint(values, w)
+            return text.uint(values, w, out=out)
         if kind == "flags":
-            return text.flag_letters(values, text.TCP_FLAGS, w, self.integer_flags)
+            return text.flag_letters(values, text.TCP_FLAGS, w, self.integer_flags, out)
         if kind == "attributes":
-            return text.flag_letters(values, text.ATTRIBUTES, w, self.integer_flags)
+            return text.flag_letters(values, text.ATTRIBUTES, w, self.integer_flags, out)
         if kind == "time":
             offset = _local_offsets(values) if self.local else None
-            return text.timestamps(values, self.ts, self.msec, offset)
+            return text.timestamps(values, self.ts, self.msec, offset, out)
         if kind == "duration":
-            return text.seconds(values, self.msec)
+            return text.seconds(values, self.msec, out)
         if kind == "icmp":
-            mat, lens = text.uint(values, w)
+            mat, lens = text.uint(values, w, out=out)
             icmp = np.isin(batch["protocol"], (1, 58))
             mat[~icmp] = text.SPACE
-            lens = np.where(icmp, lens, 0)
-            return mat, lens
+            return mat, np.where(icmp, lens, 0)
         if kind == "sensor":
             if self.integer_sensors or self.config is None:
-                return text.uint(values, w)
-            return self._names(values, w, lambda i: self.config.sensor_name(i))
+                return text.uint(values, w, out=out)
+            return self._names(values, w, lambda i: self.config.sensor_name(i), out)
         if kind in ("class", "type"):
             if self.config is None:
-                return text.uint(values, w)
-            def name(i, kind=kind):
-                ft = self.config.flowtypes.get(i)
-                if ft is None:
-                    return "?"
-                return ft.class_name if kind == "class" else ft.type_name
-            return self._names(values, w, name)
+                return text.uint(values, w, out=out)
+            return self._names(values, w, lambda i: self._flowtype_name(i, kind), out)
         raise FlowError(f"cannot print field {field.name}")
 
-    def _names(self, values, width, name_of):
-        uniq, index = np.unique(values, return_inverse=True)
-        return text.from_strings([name_of(int(u)) for u in uniq], index.ravel(), width)
+    def _flowtype_name(self, i, kind):
+        ft = self.config.flowtypes.get(i)
+        if ft is None:
+            return "?"
+        return ft.class_name if kind == "class" else ft.type_name
 
-    def _ips(self, col, batch, width):
+    def out_width(self, field, batch):
+        """The column width a batch needs, when known without formatting it (else None)."""
+        w = self.width(field)
+        kind = field.kind
+        if kind in ("uint", "icmp") or (kind in ("flags", "attributes")
+                                        and self.integer_flags):
+            v = field.values(batch)
+            return max(w, text.digits(v.max())) if len(v) else w
+        if kind in ("flags", "attributes"):
+            return max(w, 8)
+        if kind == "time" and self.ts != "epoch":
+            return max(w, 23 if self.msec else 19)
+        if kind == "duration":
+            v = batch["duration"]
+            return max(w, text.digits(v.max() // 1000) + (4 if self.msec else 0)) \
+                if len(v) else w
+        if kind == "ip" and not schema.is_v6(batch) and not self.map_v4 and \
+                self.ip_style in ("canonical", "no-mixed", "zero-padded"):
+            return max(w, 15)
+        if kind in ("sensor", "class", "type") and self.config is not None and \
+                not (kind == "sensor" and self.integer_sensors):
+            return None
+        return None
+
+    def _names(self, values, width, name_of, out=None):
+        uniq, index = np.unique(values, return_inverse=True)
+        return text.from_strings([name_of(int(u)) for u in uniq], index.ravel(), width, out)
+
+    def _ips(self, col, batch, width, out=None):
         if col.ndim == 1:  # an IPv4 batch
             if self.map_v4:
                 col = schema.v4_to_v6(col)
                 return self._v6(col, np.ones(len(col), bool), width, force_v6=True)
-            return self._v4(col, width)
+            return self._v4(col, width, out)
         ipv6 = batch["ipv6"]
         if self.map_v4:
             return self._v6(col, np.ones(len(col), bool), width, force_v6=True)
@@ -247,12 +275,12 @@ class Renderer:
         mat4, mat6 = text.fit(mat4, len4, w), text.fit(mat6, len6, w)
         return np.where(ipv6[:, None], mat6, mat4), np.where(ipv6, len6, len4)
 
-    def _v4(self, addr, width):
+    def _v4(self, addr, width, out=None):
         if self.ip_style == "decimal":
-            return text.uint(addr, width)
+            return text.uint(addr, width, out=out)
         if self.ip_style == "hexadecimal":
-            return text.uint(addr, width, base=16)
-        return text.ipv4(addr, width, zero_pad=self.ip_style == "zero-padded")
+            return text.uint(addr, width, base=16, out=out)
+        return text.ipv4(addr, width, zero_pad=self.ip_style == "zero-padded", out=out)
 
     def _v6(self, col, ipv6, width, force_v6=False):
         if self.ip_style in ("decimal", "hexadecimal"):
@@ -266,9 +294,39 @@ class Renderer:
         return text.ipv6(col, width, self.ip_style)
 
     def lines(self, fields, batch):
-        cols = [self.column(f, batch) for f in fields]
-        return text.layout(cols, [self.width(f) for f in fields], self.sep.encode(),
-                           self.columnar, self.final)
+        """The text lines of a batch (a bytes-like object)."""
+        if not self.columnar:
+            cols = [self.column(f, batch) for f in fields]
+            return text.layout(cols, [self.width(f) for f in fields], self.sep.encode(),
+                               self.columnar, self.final)
+        # Columnar: every column is written straight into its place in one matrix.
+        n = len(batch["stime"])
+        if n == 0:
+            return b""
+        widths, ready = [], {}
+        for i, f in enumerate(fields):
+            w = self.out_width(f, batch)
+            if w is None:
+                ready[i] = self.column(f, batch)
+                w = max(self.width(f), ready[i][0].shape[1])
+            widths.append(w)
+        sep = self.sep.encode()
+        nsep = len(fields) - (0 if self.final else 1)
+        out = np.empty((n, sum(widths) + len(sep) * nsep + 1), np.uint8)
+        sepm = np.frombuffer(sep, np.uint8)
+        at = 0
+        for i, (f, w) in enumerate(zip(fields, widths, strict=True)):
+            view = out[:, at: at + w]
+            if i in ready:
+                view[...] = text.fit(ready[i][0], ready[i][1], w)
+            else:
+                self.column(f, batch, view)
+            at += w
+            if i < nsep:
+                out[:, at: at + len(sep)] = sepm
+                at += len(sep)
+        out[:, at] = 10
+        return out.data
 
 
 def _local_offsets(ms):

@@ -59,29 +59,91 @@ def _digit_count(v, base):
 
 
 _TABLES = {}
+_VOIDS = {}
+
+
+def _void(table):
+    """The rows of a text table as single fixed-size items (copied as one unit each)."""
+    key = id(table)
+    hit = _VOIDS.get(key)
+    if hit is None or hit[0] is not table:
+        t = np.ascontiguousarray(table)
+        hit = _VOIDS[key] = (table, t.view(f"V{t.shape[1]}").ravel())
+    return hit[1]
+
+
+def gather(table, idx, out=None):
+    """table[idx] right-aligned into out (n, W) when given, W >= the table's width."""
+    w = table.shape[1]
+    if out is None:
+        return table[idx]
+    if out.shape[1] > w:
+        out[:, : out.shape[1] - w] = SPACE
+        out = out[:, out.shape[1] - w:]
+    if w:
+        out.view(f"V{w}")[:, 0] = _void(table)[idx]
+    return out
 
 
 def _small_table(width, base):
-    """Text of every 16-bit value (one gather then formats a whole column)."""
+    """Text of every 16-bit value, exactly `width` wide (wider values are cut: callers
+    choose a width that holds the values they index)."""
     key = (width, base)
     if key not in _TABLES:
-        _TABLES[key] = _uint(np.arange(65536, dtype=np.uint32), width, base, 0)
+        mat, lens = _uint(np.arange(65536, dtype=np.uint32), width, base, 0)
+        _TABLES[key] = (np.ascontiguousarray(mat[:, mat.shape[1] - width:]), lens)
     return _TABLES[key]
 
 
-def uint(values, width=1, base=10, zero_pad=0):
-    """Decimal (or hex) text of unsigned integers, right-aligned."""
+def digits(vmax, base=10):
+    """Characters the text of vmax takes."""
+    return len(f"{int(vmax):d}" if base == 10 else f"{int(vmax):x}")
+
+
+def uint(values, width=1, base=10, zero_pad=0, out=None):
+    """Decimal (or hex) text of unsigned integers, right-aligned (into out when given)."""
     v = np.asarray(values)
     n = len(v)
     if n == 0:
         return np.zeros((0, width), np.uint8), np.zeros(0, np.int64)
-    if not zero_pad and (v.dtype.itemsize <= 2 or int(v.max()) < 65536):
-        table, lens = _small_table(width, base)
+    vmax = int(v.max())
+    if not zero_pad and vmax < 65536:
+        w = min(out.shape[1], 5) if out is not None else max(width, digits(vmax, base))
+        table, lens = _small_table(w, base)
         idx = v.astype(np.intp)
-        lens = lens[idx]
-        w = max(width, int(lens.max()))
-        return table[:, table.shape[1] - w:][idx], lens
-    return _uint(v, width, base, zero_pad)
+        return gather(table, idx, out), lens[idx]
+    if not zero_pad and base == 10 and vmax < 655_360_000:
+        return _uint_split(v, width, out)
+    mat, lens = _uint(v, width, base, zero_pad)
+    if out is not None:
+        out[...] = fit(mat, lens, out.shape[1])
+        return out, lens
+    return mat, lens
+
+
+def _uint_split(v, width, out):
+    """Values below 655,360,000 as a 16-bit quotient and a 4-digit remainder, both by table."""
+    v = v.astype(np.uint32)
+    q, r = v // np.uint32(10000), v % np.uint32(10000)
+    big = q > 0
+    w = max(width, 4 + digits(int(q.max())))
+    if out is None:
+        out = np.empty((len(v), w), np.uint8)
+    qt, qlen = _small_table(5, 10)
+    qblank = _TABLES.get(("qblank",))
+    if qblank is None:
+        qblank = _TABLES[("qblank",)] = np.where(np.arange(65536)[:, None] == 0, SPACE,
+                                                 qt).astype(np.uint8)
+    gather(qblank, q.astype(np.intp), out[:, : out.shape[1] - 4])
+    rt = _TABLES.get(("rem",))
+    if rt is None:
+        every = np.arange(10000)
+        padded = np.stack([_PAIRS[every // 100], _PAIRS[every % 100]], 1).reshape(10000, 4)
+        plain = _small_table(4, 10)[0][:10000]
+        rt = _TABLES[("rem",)] = np.concatenate([plain, padded])
+    gather(rt, r.astype(np.intp) + 10000 * big, out[:, out.shape[1] - 4:])
+    lens = np.where(big, qlen[q.astype(np.intp)] + 4, qlen[r.astype(np.intp)])
+    return out, lens
 
 
 def _uint(v, width, base, zero_pad):
@@ -123,7 +185,7 @@ def blank(n, width):
     return np.full((n, width), SPACE, np.uint8), np.zeros(n, np.int64)
 
 
-def from_strings(strings, index, width):
+def from_strings(strings, index, width, out=None):
     """Text of values given as a small table of strings and each record's index into it."""
     encoded = [s.encode() for s in strings]
     w = max([width] + [len(s) for s in encoded])
@@ -133,6 +195,8 @@ def from_strings(strings, index, width):
         if s:
             table[i, w - len(s):] = np.frombuffer(s, np.uint8)
         lens[i] = len(s)
+    if out is not None:
+        return gather(table, index, out), lens[index]
     return table[index], lens[index]
 
 
@@ -147,8 +211,8 @@ for _i in range(256):
 _OCTET_Z = np.array([np.frombuffer(f"{i:03d}".encode(), np.uint8) for i in range(256)])
 
 
-def ipv4(addr, width, zero_pad=False):
-    """Dotted-quad text of uint32 addresses."""
+def ipv4(addr, width, zero_pad=False, out=None):
+    """Dotted-quad text of uint32 addresses (into out when given)."""
     a = np.asarray(addr).astype(np.uint32)
     n = len(a)
     octets = [((a >> np.uint32(s)) & np.uint32(0xFF)).astype(np.intp) for s in (24, 16, 8, 0)]
@@ -156,43 +220,53 @@ def ipv4(addr, width, zero_pad=False):
         left = np.full((n, 15), ord("."), np.uint8)
         for k, o in enumerate(octets):
             left[:, 4 * k: 4 * k + 3] = _OCTET_Z[o]
-        return fit(left, np.full(n, 15), max(width, 15)), np.full(n, 15, np.int64)
-    # "a.b" for every 16-bit half, right-aligned in 7 characters, then the high half is
-    # moved into place for each of the five possible lengths of the low half.
-    table, tlen = _halves()
-    w = max(width, 15)
+        mat = fit(left, np.full(n, 15), max(width, 15))
+        if out is not None:
+            out[...] = fit(mat, None, out.shape[1])
+            mat = out
+        return mat, np.full(n, 15, np.int64)
+    # Text of the high half placed for each possible length of the low half, OR-ed with
+    # the text of the low half: spaces (0x20) vanish under digits and dots, which all
+    # have that bit set, so two gathers build the right-aligned address.
+    high, low, tlen = _ip_tables()
     hi, lo = (a >> np.uint32(16)).astype(np.intp), (a & np.uint32(0xFFFF)).astype(np.intp)
-    out = np.full((n, w), SPACE, np.uint8)
-    out[:, w - 7:] = table[lo]
     llo = tlen[lo]
-    hi8 = np.empty((n, 8), np.uint8)
-    hi8[:, :7] = table[hi]
-    hi8[:, 7] = ord(".")
-    for length in range(3, 8):
-        m = llo == length
-        if m.any():
-            out[m, w - length - 8: w - length] = hi8[m]
+    if out is None:
+        out = np.empty((n, max(width, 15)), np.uint8)
+    gather(high, hi * 5 + (llo - 3), out)
+    out[:, out.shape[1] - 15:] |= low[lo]
     return out, tlen[hi] + 1 + llo
+
+
+def _ip_tables():
+    if not _HALF:
+        table, lens = _halves()
+        high = np.full((65536, 5, 15), SPACE, np.uint8)
+        for length in range(3, 8):
+            high[:, length - 3, 15 - length - 8: 15 - length - 1] = table
+            high[:, length - 3, 15 - length - 1] = ord(".")
+        low = np.full((65536, 15), SPACE, np.uint8)
+        low[:, 8:] = table
+        _HALF.extend((high.reshape(65536 * 5, 15), low, lens))
+    return _HALF
 
 
 _HALF = []
 
 
 def _halves():
-    if not _HALF:
-        every = np.arange(65536)
-        left = np.full((65536, 7), SPACE, np.uint8)
-        a, b = every >> 8, every & 255
-        la, lb = _OCTET_LEN[a], _OCTET_LEN[b]
-        left[:, :3] = _OCTET[a]
-        rows = np.arange(65536)
-        left[rows, la] = ord(".")
-        for d in range(3):
-            m = lb > d
-            left[rows[m], la[m] + 1 + d] = _OCTET[b[m], d]
-        lens = la + 1 + lb
-        _HALF.extend((right_align(left, lens, 7), lens))
-    return _HALF
+    """'a.b' for every 16-bit half of an address, right-aligned in 7 characters."""
+    every = np.arange(65536)
+    left = np.full((65536, 7), SPACE, np.uint8)
+    a, b = every >> 8, every & 255
+    la, lb = _OCTET_LEN[a], _OCTET_LEN[b]
+    left[:, :3] = _OCTET[a]
+    left[every, la] = ord(".")
+    for d in range(3):
+        m = lb > d
+        left[every[m], la[m] + 1 + d] = _OCTET[b[m], d]
+    lens = la + 1 + lb
+    return right_align(left, lens, 7), lens
 
 
 def ipv6_text(hi, lo, style="canonical"):
@@ -222,11 +296,11 @@ def ipv6(col, width, style="canonical"):
 
 # ----------------------------------------------------------------------------- flags, times
 
-def flag_letters(values, letters, width, integer=False):
+def flag_letters(values, letters, width, integer=False, out=None):
     """TCP flags (or attributes) as fixed letter positions, or as integers."""
     v = np.asarray(values).astype(np.intp)
     if integer:
-        return uint(v, width)
+        return uint(v, width, out=out)
     w = max(width, len(letters))
     key = (tuple(letters), w)
     if key not in _TABLES:
@@ -235,7 +309,7 @@ def flag_letters(values, letters, width, integer=False):
         for k, (letter, bit) in enumerate(letters):
             t[:, w - len(letters) + k] = np.where(every & bit, ord(letter), SPACE)
         _TABLES[key] = t
-    return _TABLES[key][v], np.full(len(v), w, np.int64)
+    return gather(_TABLES[key], v, out), np.full(len(v), w, np.int64)
 
 
 TCP_FLAGS = [("F", 1), ("S", 2), ("R", 4), ("P", 8), ("A", 16), ("U", 32), ("E", 64),
@@ -294,9 +368,11 @@ def _clock_table():
 _MSEC = np.concatenate([np.full((1000, 1), ord("."), np.uint8), _TRIPLES], axis=1)
 
 
-def _dates(days, fmt):
-    """Date text for a range of day numbers: table of the range, gathered per record."""
-    lo, hi = int(days.min()), int(days.max())
+def _dates(lo, hi, fmt):
+    """Date text of the days lo..hi (a table the records' days index)."""
+    key = ("dates", lo, hi, fmt)
+    if key in _TABLES:
+        return _TABLES[key]
     span = np.arange(lo, hi + 1)
     y, m, d = _civil(span)
     t = np.empty((len(span), 11), np.uint8)
@@ -312,42 +388,56 @@ def _dates(days, fmt):
         _put(t, 5, m, 2)
         _put(t, 8, d, 2)
     t[:, 10] = ord(" ") if fmt in ("iso", "m/d/y") else ord("T")
-    return t[days - lo]
+    if len(_TABLES) > 64:
+        _TABLES.pop(next(k for k in _TABLES if k[0] == "dates"), None)
+    _TABLES[key] = t
+    return t
 
 
-def timestamps(ms, fmt="default", msec=True, offset_s=None):
+def timestamps(ms, fmt="default", msec=True, offset_s=None, out=None):
     """Times in SiLK's layouts: default, iso, m/d/y, epoch; UTC unless offset_s is given."""
     t = np.asarray(ms).astype(np.int64)
     n = len(t)
     if fmt == "epoch":
         secs = np.floor_divide(t, 1000)
         text, lens = uint(secs.astype(np.uint64))
-        if not msec:
-            return text, lens
-        return np.concatenate([text, _MSEC[t % 1000]], axis=1), lens + 4
+        if msec:
+            text, lens = np.concatenate([text, _MSEC[t % 1000]], axis=1), lens + 4
+        if out is not None:
+            out[...] = fit(text, lens, out.shape[1])
+            text = out
+        return text, lens
     if offset_s is not None:
         t = t + np.asarray(offset_s, np.int64) * 1000
     secs = np.floor_divide(t, 1000)
     days = np.floor_divide(secs, 86400)
     w = 19 + (4 if msec else 0)
-    out = np.empty((n, w), np.uint8)
+    if out is None:
+        out = np.empty((n, w), np.uint8)
     if n == 0:
         return out, np.zeros(0, np.int64)
-    out[:, :11] = _dates(days, fmt)
-    out[:, 11:19] = _clock_table()[secs - days * 86400]
+    o = out[:, out.shape[1] - w:]
+    out[:, : out.shape[1] - w] = SPACE
+    lo = int(days.min())
+    gather(_dates(lo, int(days.max()), fmt), (days - lo).astype(np.intp), o[:, :11])
+    gather(_clock_table(), (secs - days * 86400).astype(np.intp), o[:, 11:19])
     if msec:
-        out[:, 19:23] = _MSEC[t - secs * 1000]
+        gather(_MSEC, (t - secs * 1000).astype(np.intp), o[:, 19:23])
     return out, np.full(n, w, np.int64)
 
 
-def seconds(ms, msec=True):
+def seconds(ms, msec=True, out=None):
     """Durations as seconds with three decimals (or whole seconds)."""
     v = np.asarray(ms).astype(np.uint64)
-    whole, lens = uint(v // np.uint64(1000))
     if not msec:
-        return whole, lens
-    frac = _MSEC[(v % np.uint64(1000)).astype(np.intp)]
-    return np.concatenate([whole, frac], axis=1), lens + 4
+        return uint(v // np.uint64(1000), 1, out=out)
+    if out is None:
+        whole, lens = uint(v // np.uint64(1000))
+        frac = _MSEC[(v % np.uint64(1000)).astype(np.intp)]
+        return np.concatenate([whole, frac], axis=1), lens + 4
+    _, lens = uint(v // np.uint64(1000), 1, out=out[:, : out.shape[1] - 4])
+    gather(_MSEC, (v % np.uint64(1000)).astype(np.intp), out[:, out.shape[1] - 4:])
+    return out, lens + 4
 
 
 # ----------------------------------------------------------------------------- layout
