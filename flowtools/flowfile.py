@@ -59,7 +59,7 @@ def encode_int(name, col, cctx):
     n = len(col)
     lo, hi = col.min(), col.max()
     if lo == hi:
-        return [name, "c", 0, int(lo), 0, 0, 0, 0], b""
+        return [name, "c", 0, int(lo), 0, 0, 0, n], b""
     enc, base = "o", lo
     if col.dtype.kind == "i":
         span = int(hi) - int(lo)
@@ -86,6 +86,8 @@ def encode_int(name, col, cctx):
 
 def decode_int(desc, data, n, dtype, dctx, where):
     name, enc, w, base, shuffled, clen, crc, _ = desc
+    if n == 0:
+        return np.zeros(0, dtype)
     if enc == "c":
         # A read-only zero-stride view: a constant column costs nothing to "decode".
         return np.ndarray((n,), dtype, buffer=np.array([base]).astype(dtype), strides=(0,))
@@ -112,10 +114,23 @@ def decode_int(desc, data, n, dtype, dctx, where):
     raise FormatError(f"{where}: unknown column encoding {enc!r}")
 
 
-def _ip_parts(name, col):
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def _ip_parts(name, col, ipv6):
+    """Sub-columns of an address column. In an IPv6 block the IPv4 records' addresses go
+    to NAME.v4 as 32-bit values and only the IPv6 records' to NAME.hi/NAME.lo, so a few
+    IPv6 records do not widen every address of a block to 128 bits."""
     if col.ndim == 1:
         return [(name, col)]
-    return [(name + ".hi", col[:, 0]), (name + ".lo", col[:, 1])]
+    v4 = ~ipv6
+    lo4 = col[v4, 1]
+    if col[v4, 0].any() or ((lo4 & ~_LOW32) != schema.V4_MAPPED_LO).any():
+        return [(name + ".hi", col[:, 0]), (name + ".lo", col[:, 1])]  # not canonical
+    parts = [(name + ".v4", (lo4 & _LOW32).astype(np.uint32))] if len(lo4) else []
+    if ipv6.any():
+        parts += [(name + ".hi", col[ipv6, 0]), (name + ".lo", col[ipv6, 1])]
+    return parts
 
 
 def _stats(batch):
@@ -142,8 +157,9 @@ def encode_block(batch, cctx):
     n = schema.nrecords(batch)
     v6 = schema.is_v6(batch)
     cols, parts = [], []
+    ipv6 = batch["ipv6"] if v6 else None
     for name in schema.NAMES:
-        for sub, col in (_ip_parts(name, batch[name]) if name in schema.IP_COLUMNS
+        for sub, col in (_ip_parts(name, batch[name], ipv6) if name in schema.IP_COLUMNS
                          else [(name, batch[name])]):
             desc, data = encode_int(sub, col, cctx)
             cols.append(desc)
@@ -173,13 +189,34 @@ class Block:
             self.offsets[c[0]] = at
             at += c[5]
 
-    def _col(self, sub, dtype, dctx):
+    def _col(self, sub, dtype, dctx, count=None):
+        count = self.n if count is None else count
         desc = self.index.get(sub)
-        if desc is None:
-            raise FormatError(f"{self.reader.name}: block lacks column {sub}")
+        if desc is None or desc[7] != count:
+            raise FormatError(f"{self.reader.where(self)}: block lacks column {sub}"
+                              + ("" if desc is None else f" of {count} values"))
         at = self.offsets[sub]
         data = self.payload[at: at + desc[5]]
-        return decode_int(desc, data, self.n, dtype, dctx, self.reader.where(self))
+        return decode_int(desc, data, count, dtype, dctx, self.reader.where(self))
+
+    def _address(self, name, ipv6, dctx):
+        col = np.empty((self.n, 2), np.uint64)
+        u64 = np.dtype(np.uint64)
+        hi = self.index.get(name + ".hi")
+        if hi is not None and hi[7] == self.n:
+            col[:, 0] = self._col(name + ".hi", u64, dctx)
+            col[:, 1] = self._col(name + ".lo", u64, dctx)
+            return col
+        v4 = ~ipv6
+        n4 = int(v4.sum())
+        if n4:
+            col[v4, 0] = 0
+            col[v4, 1] = self._col(name + ".v4", u64, dctx, n4) | schema.V4_MAPPED_LO
+        if n4 < self.n:
+            n6 = self.n - n4
+            col[ipv6, 0] = self._col(name + ".hi", u64, dctx, n6)
+            col[ipv6, 1] = self._col(name + ".lo", u64, dctx, n6)
+        return col
 
     def decode(self, columns=None, dctx=None):
         """The block's records as a batch; only the named columns when given."""
@@ -195,19 +232,17 @@ class Block:
             dctx = None
         names = schema.NAMES if columns is None else columns
         out = {}
+        ipv6 = self._col("ipv6", np.dtype(np.uint8), dctx).view(bool) if self.v6 else None
         for name in names:
             if name in schema.IP_COLUMNS:
                 if self.v6:
-                    col = np.empty((self.n, 2), np.uint64)
-                    col[:, 0] = self._col(name + ".hi", np.dtype(np.uint64), dctx)
-                    col[:, 1] = self._col(name + ".lo", np.dtype(np.uint64), dctx)
-                    out[name] = col
+                    out[name] = self._address(name, ipv6, dctx)
                 else:
                     out[name] = self._col(name, np.dtype(np.uint32), dctx)
             else:
                 out[name] = self._col(name, schema.COLUMNS[name], dctx)
         if self.v6:  # always: it is what marks a batch as IPv6
-            out["ipv6"] = self._col("ipv6", np.dtype(np.uint8), dctx).view(bool)
+            out["ipv6"] = ipv6
         return out
 
 
@@ -219,7 +254,7 @@ def _check_block_header(header):
     size = 0
     for c in header["cols"]:
         assert isinstance(c, list) and len(c) == 8 and isinstance(c[0], str)
-        assert c[1] in ("c", "o", "d") and c[2] in (0, 1, 2, 4, 8) and c[7] in (0, n)
+        assert c[1] in ("c", "o", "d") and c[2] in (0, 1, 2, 4, 8) and 0 <= c[7] <= n
         assert all(isinstance(v, int) for v in c[2:]) and c[5] >= 0
         assert c[1] == "c" or c[2] > 0
         size += c[5]

@@ -176,3 +176,16 @@ def test_header_struct_layout():
     data = write([])
     magic, major, minor, _, meta_len = struct.unpack_from("<8sBBHI", data)
     assert magic == container.MAGIC and major == 1 and meta_len > 0
+
+
+def test_ipv6_block_keeps_ipv4_addresses_32_bit_and_odd_ones_exact(rng):
+    b = random_batch(rng, 1000, v6=True)
+    r = FlowReader(io.BytesIO(write([b])), "mem")
+    header = next(r.blocks()).header
+    subs = {c[0]: c[7] for c in header["cols"]}
+    n6 = int(b["ipv6"].sum())
+    assert subs["sip.v4"] == 1000 - n6 and subs["sip.hi"] == n6
+    # an IPv4 record whose address is not ::ffff:a.b.c.d is still stored exactly
+    b["nhip"][~b["ipv6"]] = [7, 9]
+    out, _ = read(write([b]))
+    assert_batches_equal(b, out[0])
