@@ -54,7 +54,7 @@ def _unshuffle(buf, w, n):
     return out
 
 
-def encode_int(name, col, cctx):
+def encode_int(name, col, cctx, delta=None, shuffle=True):
     """(descriptor, payload bytes) for one integer column of a block."""
     n = len(col)
     lo, hi = col.min(), col.max()
@@ -66,7 +66,7 @@ def encode_int(name, col, cctx):
     else:
         span = int(hi - lo)
     w = _width(span)
-    if name in _SORTED_CANDIDATES and w > 1:
+    if (name in _SORTED_CANDIDATES if delta is None else delta) and w > 1:
         step = np.diff(col)
         if step.min() >= 0:
             dw = _width(int(step.max()))
@@ -78,10 +78,32 @@ def encode_int(name, col, cctx):
     if enc == "o":
         stored = (col - lo).astype(f"<u{w}") if col.dtype.kind != "i" else \
             (col - np.int64(lo)).astype(f"<u{w}")
-    raw = _shuffle(stored.tobytes(), w) if cctx else stored.tobytes()
-    shuffled = 1 if (cctx and w > 1) else 0
+    shuffled = 1 if (cctx and shuffle and w > 1) else 0
+    raw = _shuffle(stored.tobytes(), w) if shuffled else stored.tobytes()
     data = cctx.compress(raw) if cctx else raw
     return [name, enc, w, int(base), shuffled, len(data), zlib.crc32(data), n], data
+
+
+_DICT_CANDIDATES = ("sip", "dip", "nhip", "sip.v4", "dip.v4", "nhip.v4")
+_UNSHUFFLED = ("sport", "dport")
+
+
+def encode_column(name, col, cctx):
+    """[(descriptor, payload)] for a column: plain, or, when smaller, as a dictionary of
+    its distinct values (sorted, delta-encoded, in NAME#d) and each record's index into it
+    (encoding 'x'), which is what repeated addresses of busy sources compress to."""
+    plain = encode_int(name, col, cctx, shuffle=name not in _UNSHUFFLED)
+    if name not in _DICT_CANDIDATES or len(col) < 64 or plain[0][1] == "c":
+        return [plain]
+    uniq, index = np.unique(col, return_inverse=True)
+    if len(uniq) > 0.8 * len(col):
+        return [plain]
+    idx = encode_int(name, index.ravel().astype(np.uint32), cctx, delta=False, shuffle=False)
+    idx[0][1] = "x"
+    table = encode_int(name + "#d", uniq, cctx, delta=True)
+    if idx[0][5] + table[0][5] + 40 >= plain[0][5]:
+        return [plain]
+    return [idx, table]
 
 
 def decode_int(desc, data, n, dtype, dctx, where):
@@ -103,7 +125,7 @@ def decode_int(desc, data, n, dtype, dctx, where):
     if len(raw) != n * w:
         raise FormatError(f"{where}: column {name} has {len(raw)} bytes, expected {n * w}")
     stored = _unshuffle(raw, w, n) if shuffled else np.frombuffer(raw, f"<u{w}")
-    if enc == "o":
+    if enc in ("o", "x"):
         if base == 0 and stored.dtype == dtype:
             return stored
         return np.add(stored, np.array(base).astype(dtype), dtype=dtype)
@@ -161,9 +183,9 @@ def encode_block(batch, cctx):
     for name in schema.NAMES:
         for sub, col in (_ip_parts(name, batch[name], ipv6) if name in schema.IP_COLUMNS
                          else [(name, batch[name])]):
-            desc, data = encode_int(sub, col, cctx)
-            cols.append(desc)
-            parts.append(data)
+            for desc, data in encode_column(sub, col, cctx):
+                cols.append(desc)
+                parts.append(data)
     if v6:
         desc, data = encode_int("ipv6", batch["ipv6"].view(np.uint8), cctx)
         cols.append(desc)
@@ -197,7 +219,17 @@ class Block:
                               + ("" if desc is None else f" of {count} values"))
         at = self.offsets[sub]
         data = self.payload[at: at + desc[5]]
-        return decode_int(desc, data, count, dtype, dctx, self.reader.where(self))
+        where = self.reader.where(self)
+        if desc[1] != "x":
+            return decode_int(desc, data, count, dtype, dctx, where)
+        index = decode_int(desc, data, count, np.dtype(np.intp), dctx, where)
+        table = self.index.get(sub + "#d")
+        if table is None:
+            raise FormatError(f"{where}: block lacks column {sub}#d")
+        values = self._col(sub + "#d", dtype, dctx, table[7])
+        if len(index) and (index.max() >= len(values) or index.min() < 0):
+            raise FormatError(f"{where}: corrupt dictionary index in column {sub}")
+        return values[index]
 
     def _address(self, name, ipv6, dctx):
         col = np.empty((self.n, 2), np.uint64)
@@ -254,7 +286,7 @@ def _check_block_header(header):
     size = 0
     for c in header["cols"]:
         assert isinstance(c, list) and len(c) == 8 and isinstance(c[0], str)
-        assert c[1] in ("c", "o", "d") and c[2] in (0, 1, 2, 4, 8) and 0 <= c[7] <= n
+        assert c[1] in ("c", "o", "d", "x") and c[2] in (0, 1, 2, 4, 8) and 0 <= c[7] <= n
         assert all(isinstance(v, int) for v in c[2:]) and c[5] >= 0
         assert c[1] == "c" or c[2] > 0
         size += c[5]

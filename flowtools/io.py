@@ -66,8 +66,8 @@ def open_flows(name, threads=2):
         from .flowfile import FlowReader
         return FlowReader(f, label, prefix=magic, threads=threads)
     if magic == SILK_MAGIC:
-        raise FlowError(f"{label}: a SiLK flow file; reading SiLK's formats comes with "
-                        "the text/SiLK-import work (issue 3)")
+        from .silkfile import SilkFlowReader
+        return SilkFlowReader(f, label, prefix=magic)
     if not magic:
         raise FlowError(f"{label}: empty input (no header)")
     raise FlowError(f"{label}: not a flow file (unknown magic {magic.hex()})")

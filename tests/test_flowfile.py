@@ -189,3 +189,21 @@ def test_ipv6_block_keeps_ipv4_addresses_32_bit_and_odd_ones_exact(rng):
     b["nhip"][~b["ipv6"]] = [7, 9]
     out, _ = read(write([b]))
     assert_batches_equal(b, out[0])
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_repeated_addresses_use_a_dictionary(rng, v6):
+    b = random_batch(rng, 5000, v6=v6)
+    few = random_batch(rng, 50, v6=v6)
+    pick = rng.integers(0, 50, 5000)
+    for name in ("sip", "dip"):
+        b[name] = few[name][pick]
+    if v6:
+        b["ipv6"] = few["ipv6"][pick]
+    data = write([b])
+    header = next(FlowReader(io.BytesIO(data), "mem").blocks()).header
+    assert "x" in {c[1] for c in header["cols"] if c[0].startswith("sip")}
+    out, _ = read(data)
+    assert_batches_equal(b, schema.concat(out))
+    out, _ = read(data, columns=["dip"])
+    np.testing.assert_array_equal(out[0]["dip"], b["dip"])
