@@ -47,48 +47,70 @@ class ArchiveWriter:
         n = schema.nrecords(batch)
         if not n:
             return
-        for key, part in split_by_file(batch):
-            self.pending.setdefault(key, []).append(part)
+        for key, index in split_by_file(batch):
+            self.pending.setdefault(key, []).append((batch, index))
         self.buffered += n
         if self.buffered >= self.buffer_records:
             self.flush()
 
     def flush(self):
+        jobs = []
         for key in sorted(self.pending):
             hour, flowtype, sensor = key
             if flowtype not in self.config.flowtypes:
                 raise FlowError(f"flowtype {flowtype} is not defined in the site "
                                 f"configuration {self.config.path}")
             path = self.config.path_for(self.root, flowtype, sensor, hour)
-            batch = schema.concat(self.pending[key])
             meta = dict(self.meta, sensor=sensor, flowtype=flowtype, hour=hour)
-            append_file(path, [batch], meta, self.compression, self.level,
-                        self.block_records)
-            self.records += schema.nrecords(batch)
-            self.files.add(path)
+            jobs.append((path, self.pending[key], meta))
         self.pending.clear()
         self.buffered = 0
+        # Files are independent: gathering and compressing them on both cores.
+        pool = _pool()
+        futures = [pool.submit(self._write_file, path, parts, meta)
+                   for path, parts, meta in jobs]
+        for (path, _, _), fut in zip(jobs, futures, strict=True):
+            self.records += fut.result()
+            self.files.add(path)
+
+    def _write_file(self, path, parts, meta):
+        batch = schema.concat([b if index is None else schema.take(b, index)
+                               for b, index in parts])
+        append_file(path, [batch], meta, self.compression, self.level, self.block_records)
+        return schema.nrecords(batch)
 
     def close(self):
         self.flush()
 
 
+_POOL = []
+
+
+def _pool():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)),
+                                        thread_name_prefix="pyflow-pack"))
+    return _POOL[0]
+
+
 def split_by_file(batch):
-    """Yield ((hour_ms, flowtype, sensor), sub-batch) keeping input order within a file."""
+    """Yield ((hour_ms, flowtype, sensor), index) where index selects, in input order, the
+    records of that file (None: all of them)."""
     hour = batch["stime"] // HOUR_MS
     key = (hour.astype(np.int64) << 24) | (batch["flowtype"].astype(np.int64) << 16) | \
         batch["sensor"].astype(np.int64)
     first = key[0]
     if (key == first).all():
-        yield _unkey(int(first)), batch
+        yield _unkey(int(first)), None
         return
     order = np.argsort(key, kind="stable")
     skey = key[order]
     cuts = np.flatnonzero(skey[1:] != skey[:-1]) + 1
     starts = np.concatenate(([0], cuts))
     ends = np.concatenate((cuts, [len(skey)]))
-    for a, b in zip(starts, ends, strict=True):
-        yield _unkey(int(skey[a])), schema.take(batch, order[a:b])
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield _unkey(int(skey[a])), order[a:b]
 
 
 def _unkey(k):

@@ -16,7 +16,7 @@ import sys
 from . import __version__
 from .errors import FlowError
 
-COMPRESSION_LEVELS = {"zstd": 3, "lzo1x": 1, "snappy": 1, "zlib": 6, "best": 19}
+COMPRESSION_LEVELS = {"zstd": 1, "lzo1x": 1, "snappy": 1, "zlib": 6, "best": 19}
 
 
 def _flag(*names, **kw):
@@ -41,8 +41,8 @@ SHARED = {
     ],
     "compression": [
         _flag("--compression-method", metavar="METHOD",
-              help="Compression of the binary output: zstd (default), zstd-N for level N "
-                   "(1-22), none; SiLK's names zlib, lzo1x, snappy and best select zstd "
+              help="Compression of the binary output: zstd (default, level 1), zstd-N for "
+                   "level N (1-22), none; SiLK's names zlib, lzo1x, snappy and best select zstd "
                    "levels 6, 1, 1 and 19. Default from SILK_COMPRESSION_METHOD."),
     ],
     "notes": [

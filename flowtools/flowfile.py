@@ -21,7 +21,7 @@ from .errors import FormatError
 
 KIND = "flow"
 DEFAULT_BLOCK_RECORDS = 1 << 17
-DEFAULT_LEVEL = 3
+DEFAULT_LEVEL = 1  # higher levels gain ~1% on these narrow columns
 STAT_COLUMNS = ("stime", "etime", "sip", "dip", "sport", "dport", "protocol")
 _WIDTHS = (1, 2, 4, 8)
 _SORTED_CANDIDATES = ("stime",)
@@ -36,10 +36,11 @@ def _width(span):
     return 8
 
 
-def _shuffle(raw, w):
+def _shuffle(stored, w):
+    """The bytes of an array grouped by significance (a buffer, not a copy when w is 1)."""
     if w == 1:
-        return raw
-    return np.ascontiguousarray(np.frombuffer(raw, np.uint8).reshape(-1, w).T).tobytes()
+        return stored
+    return np.ascontiguousarray(stored.view(np.uint8).reshape(-1, w).T)
 
 
 def _unshuffle(buf, w, n):
@@ -79,8 +80,8 @@ def encode_int(name, col, cctx, delta=None, shuffle=True):
         stored = (col - lo).astype(f"<u{w}") if col.dtype.kind != "i" else \
             (col - np.int64(lo)).astype(f"<u{w}")
     shuffled = 1 if (cctx and shuffle and w > 1) else 0
-    raw = _shuffle(stored.tobytes(), w) if shuffled else stored.tobytes()
-    data = cctx.compress(raw) if cctx else raw
+    raw = _shuffle(stored, w) if shuffled else stored
+    data = cctx.compress(raw) if cctx else raw.tobytes()
     return [name, enc, w, int(base), shuffled, len(data), zlib.crc32(data), n], data
 
 
@@ -305,8 +306,9 @@ class FlowWriter:
             self.meta["level"] = level
         elif compression != "none":
             raise ValueError(f"unknown compression {compression}")
-        self.cctx = zstandard.ZstdCompressor(level=level) if compression == "zstd" else None
+        self.level = level if compression == "zstd" else None
         self.block_records = block_records
+        self.inflight = deque()  # blocks being encoded by the pool, written in order
         self.pending = []
         self.npending = 0
         self.records = 0
@@ -336,7 +338,20 @@ class FlowWriter:
         self.pending, self.npending = [], 0
 
     def _write_block(self, batch):
-        header, payload = encode_block(batch, self.cctx)
+        pool = _pool(2)
+        if pool is None or schema.nrecords(batch) < 4096:
+            self._drain(0)
+            self._emit(encode_block(batch, _compressor(self.level)))
+            return
+        self.inflight.append(pool.submit(_encode, batch, self.level))
+        self._drain(3)
+
+    def _drain(self, keep):
+        while len(self.inflight) > keep:
+            self._emit(self.inflight.popleft().result())
+
+    def _emit(self, encoded):
+        header, payload = encoded
         self.f.write(container.frame_bytes(container.BLOCK, header))
         self.f.write(payload)
         self.records += header["n"]
@@ -345,6 +360,7 @@ class FlowWriter:
     def write_block(self, block):
         """Copy a block read from a file of the same compression without re-encoding it."""
         self._flush_pending()
+        self._drain(0)
         header = {k: v for k, v in block.header.items() if k != "_no"}
         self.f.write(container.frame_bytes(container.BLOCK, header))
         self.f.write(block.payload)
@@ -356,6 +372,7 @@ class FlowWriter:
         if self.closed:
             return
         self._flush_pending()
+        self._drain(0)
         self.f.write(container.frame_bytes(
             container.END, {"records": self.records, "blocks": self.blocks}))
         self.f.flush()
@@ -449,6 +466,21 @@ def _pool(threads):
     if threads not in _pools:
         _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pyflow-decode")
     return _pools[threads]
+
+
+def _compressor(level):
+    if level is None:
+        return None
+    cache = getattr(_local, "cctx", None)
+    if cache is None:
+        cache = _local.cctx = {}
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _encode(batch, level):
+    return encode_block(batch, _compressor(level))
 
 
 def _decode(block, columns):

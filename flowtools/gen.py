@@ -12,7 +12,7 @@ and 7986, ICMP with SiLK's encoding (sport 0, dport = type*256 + code), a little
 sensors, and a daily cycle peaking in the local afternoon (the site's clock is UTC-5).
 
 Records are made an hour at a time as numpy column batches; memory holds one hour of records plus
-a table of pending outside sources (about 8 bytes per source).
+a block of pending outside sources (16 bytes per source, at most 2^22 sources a block).
 """
 
 import math
@@ -415,12 +415,16 @@ class _Generator:
         return hi, lo
 
     def _ephemeral(self, n):
+        """Client ports: mostly the IANA dynamic range, else any unprivileged port."""
         u = self.rng.random(n)
-        return np.where(u < 0.6, 49152 + (u / 0.6 * 16384).astype(np.int64),
+        port = np.where(u < 0.6, 49152 + (u / 0.6 * 16384).astype(np.int64),
                         1024 + ((u - 0.6) / 0.4 * 64512).astype(np.int64))
+        port[port == 8080] = 8081  # a client on a web port would make the flow "web"
+        return port
 
     def _times(self, n, t0, t1):
-        return t0 + (self.rng.random(n) * max(1, t1 - t0 - 200)).astype(np.int64)
+        """n sorted start times in [t0, t1), leaving room for answers a few ms later."""
+        return np.sort(t0 + (self.rng.random(n) * max(1, t1 - t0 - 200)).astype(np.int64))
 
     # -- records ------------------------------------------------------------------------
     def hour(self, t0, t1, n, slots_hint):
@@ -428,6 +432,10 @@ class _Generator:
         slots = self.sources.take(n - int(self.rng.binomial(n, P_FIXED)), self._plan, slots_hint)
         evs = []
         if slots is not None:
+            # Shuffled sources with times drawn sorted: events come out in time order, so the
+            # records' final sort merges a few sorted runs and reads columns almost in order.
+            order = self.rng.permutation(len(slots["id"]))
+            slots = {k: v[order] for k, v in slots.items()}
             evs.append(self._stream_events(slots, t0, t1))
             n -= len(slots["id"]) + int(slots["answered"].sum())
         if n:  # what the outside sources left (a flow or so more than planned)
@@ -538,7 +546,7 @@ class _Generator:
             low = np.uint64(0xFFFFFFFF)
             out["sip"], out["dip"], out["nhip"] = c["sip_lo"] & low, c["dip_lo"] & low, nh4
         # Cast before sorting: gathering narrow columns is cheaper.
-        order = np.argsort(out["stime"])
+        order = np.argsort(out["stime"], kind="stable")
         cols = {}
         for k, v in out.items():
             dtype = np.uint32 if k in IP_COLUMNS else COLUMNS.get(k) or v.dtype

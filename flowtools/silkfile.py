@@ -19,9 +19,11 @@ in-memory widths (FT_RWIPV6ROUTING v3's 32-bit interfaces, 64-bit volumes) are k
 """
 
 import os
+import threading
 import time
 import zlib
-from collections import namedtuple
+from collections import deque, namedtuple
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,6 +34,7 @@ MAGIC = b"\xde\xad\xbe\xef"
 EXPANDED_VERSION = 16           # file versions below this have SiLK's legacy headers
 MAX_BLOCK = 0x100000            # SKIOBUF_MAX_BLOCKSIZE
 BATCH_RECORDS = 1 << 16
+GROUP_BLOCKS = 8                # blocks a decompression task handles
 PACKED_ENTRY_LENGTH = 24
 
 FORMAT_NAMES = {
@@ -94,7 +97,6 @@ class SilkHeader:
         self.invocations = []
         self.annotations = []
         self.probes = []
-        self.other = []         # (id, length) of entries kept but not interpreted
 
     @property
     def start(self):
@@ -194,9 +196,8 @@ def read_header(inp):
                 inp.fail("truncated SiLK header")
             break
         if eid not in (ENTRY_PACKED, ENTRY_INVOCATION, ENTRY_ANNOTATION, ENTRY_PROBE):
-            if not inp.skip(elen - 8):
+            if not inp.skip(elen - 8):  # prefix maps, bags, ipsets...: not for flows
                 inp.fail("truncated SiLK header")
-            h.other.append((eid, elen))
             continue
         data = inp.read(elen - 8)
         if len(data) < elen - 8:
@@ -221,7 +222,10 @@ def read_header(inp):
 
 def _zlib(data, size):
     d = zlib.decompressobj()
-    out = d.decompress(data, size + 1)
+    try:
+        out = d.decompress(data, size + 1)
+    except zlib.error as exc:
+        raise ValueError(str(exc)) from None
     if not d.eof:
         raise ValueError("incomplete or oversized zlib stream")
     return out
@@ -229,15 +233,21 @@ def _zlib(data, size):
 
 def _lzo(data, size):
     import lzallright
-    return lzallright.LZOCompressor.decompress(data, output_size_hint=size)
+    try:
+        return lzallright.LZOCompressor.decompress(data, output_size_hint=size)
+    except lzallright.LZOError as exc:
+        raise ValueError(f"LZO {exc.args[0] if exc.args else exc}") from None
 
 
 def _snappy(data, size):
     import cramjam
-    if cramjam.snappy.decompress_raw_len(data) != size:
-        raise ValueError("snappy length does not match the block header")
-    out = bytearray(size)
-    n = cramjam.snappy.decompress_raw_into(data, out)
+    try:
+        if cramjam.snappy.decompress_raw_len(data) != size:
+            raise ValueError("snappy length does not match the block header")
+        out = bytearray(size)
+        n = cramjam.snappy.decompress_raw_into(data, out)
+    except cramjam.DecompressionError as exc:
+        raise ValueError(str(exc)) from None
     return out[:n] if n != size else out
 
 
@@ -246,7 +256,8 @@ _NEEDS = {2: "lzallright", 3: "cramjam"}
 
 
 def _decompressor(method, name):
-    fn = _DECOMPRESS[method]
+    """The function (data, uncompressed size) -> bytes for a compression method; it raises
+    ValueError for corrupt data."""
     module = _NEEDS.get(method)
     if module:
         try:
@@ -254,22 +265,21 @@ def _decompressor(method, name):
         except ImportError:
             raise FormatError(f"{name}: reading {COMPRESSION_NAMES[method]}-compressed SiLK "
                               f"files needs the Python package '{module}'") from None
-    return fn
+    return _DECOMPRESS[method]
 
 
-def _decompress_errors():
-    errors = [zlib.error, ValueError, MemoryError]
-    try:
-        import lzallright
-        errors.append(lzallright.LZOError)
-    except ImportError:
-        pass
-    try:
-        import cramjam
-        errors.append(cramjam.DecompressionError)
-    except ImportError:
-        pass
-    return tuple(errors)
+_pools = {}
+_pool_lock = threading.Lock()
+
+
+def _pool(threads):
+    """One decompression pool per size and process (tools read many files in a row)."""
+    if threads <= 1:
+        return None
+    with _pool_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pyflow-silk")
+        return _pools[threads]
 
 
 # --------------------------------------------------------------------------- record layouts
@@ -616,7 +626,7 @@ class SilkFlowReader:
 
     compressed = None  # never equal to a pyflow compression: blocks are always re-encoded
 
-    def __init__(self, f, name, prefix=b"", batch_records=BATCH_RECORDS):
+    def __init__(self, f, name, prefix=b"", batch_records=BATCH_RECORDS, threads=2):
         self.f = f
         self.name = name
         self.inp = _Input(f, name, prefix)
@@ -634,18 +644,18 @@ class SilkFlowReader:
             self.inp.fail(f"unknown compression method {h.compression}", 7)
         self.decompress = _decompressor(h.compression, name) if h.compression else None
         self.batch_records = max(1, batch_records)
+        self.threads = threads
         self.meta = {"history": list(h.invocations), "notes": list(h.annotations),
                      "silk": h.facts()}
-        self.records = 0
-        self.data_bytes = 0   # uncompressed record bytes seen so far
+        self.records = 0      # records decoded so far
         self.used = False
+        self.finished = False
 
     # -- raw data
 
-    def _compressed_blocks(self, decode=True):
-        """(offset, uncompressed bytes or size) for each block of a compressed file."""
+    def _frames(self, load=True):
+        """(offset, uncompressed size, compressed bytes or None) for each block."""
         inp = self.inp
-        errors = _decompress_errors() if decode else ()
         while True:
             at = inp.pos
             sizes = inp.read(8)
@@ -659,23 +669,67 @@ class SilkFlowReader:
             usize = int.from_bytes(sizes[4:], "big")
             if csize > MAX_BLOCK or usize + 3 > MAX_BLOCK:
                 inp.fail(f"block sizes {csize}/{usize} exceed SiLK's limit", at)
-            if not decode:
-                if not inp.skip(csize):
+            if load:
+                data = inp.read(csize)
+                if len(data) < csize:
                     inp.fail("truncated block", at)
-                yield at, usize
-                continue
-            data = inp.read(csize)
-            if len(data) < csize:
+            elif not inp.skip(csize):
                 inp.fail("truncated block", at)
+            yield at, usize, data if load else None
+
+    def _inflate(self, group):
+        """([(offset, uncompressed bytes)], None or the FormatError that ended the group)."""
+        out = []
+        for at, usize, data in group:
             try:
                 raw = self.decompress(data, usize)
-            except errors as exc:
+            except (ValueError, MemoryError) as exc:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                inp.fail(f"corrupt {COMPRESSION_NAMES[self.header.compression]} block "
-                         f"({reason})", at)
+                kind = COMPRESSION_NAMES[self.header.compression]
+                return out, FormatError(f"{self.name}: corrupt {kind} block ({reason}) "
+                                        f"at byte {at}")
             if len(raw) != usize:
-                inp.fail(f"block expands to {len(raw)} bytes, not {usize}", at)
-            yield at, raw
+                return out, FormatError(f"{self.name}: block expands to {len(raw)} bytes, "
+                                        f"not {usize} at byte {at}")
+            out.append((at, raw))
+        return out, None
+
+    def _compressed_blocks(self):
+        """(offset, uncompressed bytes) for each block, decompressed by a small thread pool
+        a few groups of blocks ahead of the caller. Errors come in file order."""
+        pool = _pool(self.threads)
+        frames = self._frames()
+        ahead = deque()
+        group = []
+        failure = None
+        try:
+            while failure is None:
+                try:
+                    frame = next(frames, None)
+                except FormatError as exc:  # raised after the blocks before it
+                    failure, frame = exc, None
+                if frame is not None:
+                    group.append(frame)
+                if group and (frame is None or len(group) == GROUP_BLOCKS):
+                    if pool is None:
+                        ahead.append(self._inflate(group))
+                    else:
+                        ahead.append(pool.submit(self._inflate, group))
+                    group = []
+                while ahead and (frame is None or len(ahead) > (2 * self.threads if pool else 0)):
+                    done = ahead.popleft()
+                    blocks, error = done if pool is None else done.result()
+                    yield from blocks
+                    if error is not None:
+                        raise error
+                if frame is None:
+                    break
+            if failure is not None:
+                raise failure
+        finally:
+            for fut in ahead:
+                if pool is not None:
+                    fut.cancel()
 
     def _plain_blocks(self):
         step = self.header.record_length * self.batch_records
@@ -687,7 +741,8 @@ class SilkFlowReader:
             yield at, data
 
     def _chunks(self):
-        """(offset, bytes of whole records) in runs of about batch_records records."""
+        """(offset, bytes of whole records) in runs of about batch_records records; on an
+        error, the whole records before it come first."""
         if self.used:
             raise FormatError(f"{self.name}: a SiLK file can be read only once")
         self.used = True
@@ -695,24 +750,32 @@ class SilkFlowReader:
         want = reclen * self.batch_records
         source = self._compressed_blocks() if self.decompress else self._plain_blocks()
         parts, have, first, tail_at = [], 0, None, 0
-        for at, data in source:
-            if first is None:
-                first = at
-            parts.append(data)
-            have += len(data)
-            tail_at = at
-            if have >= want:
-                buf = b"".join(parts)
-                whole = len(buf) - len(buf) % reclen
-                yield first, memoryview(buf)[:whole]
-                rest = buf[whole:]
-                parts, have, first = ([rest], len(rest), at) if rest else ([], 0, None)
+        failure = None
+        try:
+            for at, data in source:
+                if first is None:
+                    first = at
+                parts.append(data)
+                have += len(data)
+                tail_at = at
+                if have >= want:
+                    buf = b"".join(parts)
+                    whole = len(buf) - len(buf) % reclen
+                    yield first, memoryview(buf)[:whole]
+                    rest = buf[whole:]
+                    parts, have, first = ([rest], len(rest), at) if rest else ([], 0, None)
+        except FormatError as exc:
+            failure = exc
         buf = b"".join(parts)
-        if len(buf) % reclen:
-            self.inp.fail(f"truncated record ({len(buf) % reclen} of {reclen} bytes)",
+        whole = len(buf) - len(buf) % reclen
+        if whole:
+            yield first, memoryview(buf)[:whole]
+        if failure is not None:
+            raise failure
+        if whole != len(buf):
+            self.inp.fail(f"truncated record ({len(buf) - whole} of {reclen} bytes)",
                           tail_at if self.decompress else None)
-        if buf:
-            yield first, memoryview(buf)
+        self.finished = True
 
     # -- FlowReader interface
 
@@ -722,7 +785,6 @@ class SilkFlowReader:
             batch = decode_records(buf, self.header)
             n = schema.nrecords(batch)
             self.records += n
-            self.data_bytes += len(buf)
             if columns is not None:
                 batch = {k: v for k, v in batch.items() if k in columns or k == "ipv6"}
             yield Chunk(at, n), batch
@@ -737,13 +799,16 @@ class SilkFlowReader:
     # -- rwfileinfo
 
     def count_records(self):
-        """Records in the rest of the file, moving over blocks without decompressing them."""
+        """The file's records, moving over blocks without decompressing them (as rwfileinfo
+        does); after the records were read, the number read."""
         reclen = self.header.record_length
+        if self.finished:
+            return self.records
         if self.used:
             raise FormatError(f"{self.name}: a SiLK file can be read only once")
         self.used = True
         if self.decompress:
-            total = sum(size for _, size in self._compressed_blocks(decode=False))
+            total = sum(size for _, size, _ in self._frames(load=False))
         else:
             total = 0
             while True:
@@ -753,7 +818,9 @@ class SilkFlowReader:
                 total += len(part)
         if total % reclen:
             self.inp.fail(f"truncated record ({total % reclen} of {reclen} bytes)")
-        return total // reclen
+        self.finished = True
+        self.records = total // reclen
+        return self.records
 
     def describe(self, config=None):
         """rwfileinfo's fields for the file: name -> text (a list for the multi-line ones)."""
@@ -778,11 +845,10 @@ class SilkFlowReader:
             "count-records": str(count),
             "file-size": str(size),
         }
-        if h.packed:
-            out["packed-file-info"] = "\n".join(
-                _packed_text(start, ft, sensor, config) for start, ft, sensor in h.packed)
+        if h.packed:  # the first, the one that applies to the records
+            out["packed-file-info"] = _packed_text(*h.packed[0], config)
         if h.probes:
-            out["probe-name"] = "\n".join(h.probes)
+            out["probe-name"] = h.probes[0]
         out["command-lines"] = list(h.invocations)
         out["annotations"] = list(h.annotations)
         return out

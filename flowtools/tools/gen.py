@@ -78,7 +78,8 @@ def main(opts):
     if not opts.no_archive:
         if root and not explicit_output:
             from ..archive import ArchiveWriter
-            sinks.append(ArchiveWriter(root, config, meta, method, level or 3))
+            from ..flowfile import DEFAULT_LEVEL
+            sinks.append(ArchiveWriter(root, config, meta, method, level or DEFAULT_LEVEL))
         else:
             sinks.append(io.FlowSink(opts.output_path, meta, method, level))
     v5 = _V5Exporter(opts) if (opts.netflow_v5 or opts.netflow_v5_file) else None

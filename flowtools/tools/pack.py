@@ -38,6 +38,7 @@ def main(opts):
     from .. import cli, io
     from ..archive import ArchiveWriter
     from ..errors import FlowError
+    from ..flowfile import DEFAULT_LEVEL
 
     root = cli.data_rootdir(opts)
     config = cli.site_config(opts)
@@ -58,7 +59,7 @@ def main(opts):
         reader = io.open_flows(name)
         if writer is None:
             writer = ArchiveWriter(root, config, cli.output_meta(opts, [reader.meta]),
-                                   method, level or 3)
+                                   method, level or DEFAULT_LEVEL)
         for batch in reader:
             if sensor is not None or flowtype is not None:
                 batch = dict(batch)
