@@ -423,8 +423,7 @@ class _Generator:
         return port
 
     def _times(self, n, t0, t1):
-        """n sorted start times in [t0, t1), leaving room for answers a few ms later."""
-        return np.sort(t0 + (self.rng.random(n) * max(1, t1 - t0 - 200)).astype(np.int64))
+        return t0 + (self.rng.random(n) * max(1, t1 - t0 - 200)).astype(np.int64)
 
     # -- records ------------------------------------------------------------------------
     def hour(self, t0, t1, n, slots_hint):
@@ -432,10 +431,6 @@ class _Generator:
         slots = self.sources.take(n - int(self.rng.binomial(n, P_FIXED)), self._plan, slots_hint)
         evs = []
         if slots is not None:
-            # Shuffled sources with times drawn sorted: events come out in time order, so the
-            # records' final sort merges a few sorted runs and reads columns almost in order.
-            order = self.rng.permutation(len(slots["id"]))
-            slots = {k: v[order] for k, v in slots.items()}
             evs.append(self._stream_events(slots, t0, t1))
             n -= len(slots["id"]) + int(slots["answered"].sum())
         if n:  # what the outside sources left (a flow or so more than planned)
@@ -546,7 +541,7 @@ class _Generator:
             low = np.uint64(0xFFFFFFFF)
             out["sip"], out["dip"], out["nhip"] = c["sip_lo"] & low, c["dip_lo"] & low, nh4
         # Cast before sorting: gathering narrow columns is cheaper.
-        order = np.argsort(out["stime"], kind="stable")
+        order = np.argsort(out["stime"])
         cols = {}
         for k, v in out.items():
             dtype = np.uint32 if k in IP_COLUMNS else COLUMNS.get(k) or v.dtype
