@@ -65,25 +65,40 @@ class ArchiveWriter:
             jobs.append((path, self.pending[key], meta))
         self.pending.clear()
         self.buffered = 0
-        # Files are independent: gathering and compressing them on both cores.
+        # Files are independent: gathered and compressed on both cores, then synced to
+        # disk together and published; in chunks, as appends hold a lock and a descriptor.
         pool = _pool()
-        futures = [pool.submit(self._write_file, path, parts, meta)
-                   for path, parts, meta in jobs]
-        for (path, _, _), fut in zip(jobs, futures, strict=True):
-            self.records += fut.result()
-            self.files.add(path)
+        for at in range(0, len(jobs), _CHUNK):
+            chunk = jobs[at: at + _CHUNK]
+            futures = [pool.submit(self._prepare, path, parts, meta)
+                       for path, parts, meta in chunk]
+            prepared = []
+            try:
+                for fut in futures:
+                    prepared.append(fut.result())
+            except BaseException:
+                for fut in futures:
+                    if fut.exception() is None:
+                        fut.result()[0].abandon()
+                raise
+            _sync([p for p, _ in prepared])
+            for (path, _, _), (p, n) in zip(chunk, prepared, strict=True):
+                p.publish()
+                self.records += n
+                self.files.add(path)
 
-    def _write_file(self, path, parts, meta):
+    def _prepare(self, path, parts, meta):
         batch = schema.concat([b if index is None else schema.take(b, index)
                                for b, index in parts])
-        append_file(path, [batch], meta, self.compression, self.level, self.block_records)
-        return schema.nrecords(batch)
+        return (prepare_file(path, [batch], meta, self.compression, self.level,
+                             self.block_records), schema.nrecords(batch))
 
     def close(self):
         self.flush()
 
 
 _POOL = []
+_CHUNK = 256
 
 
 def _pool():
@@ -104,7 +119,10 @@ def split_by_file(batch):
     if (key == first).all():
         yield _unkey(int(first)), None
         return
-    order = np.argsort(key, kind="stable")
+    # Few distinct files per batch: number them, then a radix sort of the small numbers.
+    keys, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.ravel().astype(np.uint16 if len(keys) < 65536 else np.uint32)
+    order = np.argsort(inverse, kind="stable")
     skey = key[order]
     cuts = np.flatnonzero(skey[1:] != skey[:-1]) + 1
     starts = np.concatenate(([0], cuts))
@@ -127,33 +145,114 @@ def _makedirs(path):
 def append_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
                 block_records=DEFAULT_BLOCK_RECORDS):
     """Add batches to the flow file at path, creating it atomically when absent."""
+    pending = prepare_file(path, batches, meta, compression, level, block_records)
+    _sync([pending])
+    pending.publish()
+
+
+def prepare_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
+                 block_records=DEFAULT_BLOCK_RECORDS):
+    """Write the data of an addition to a file, not yet visible: publish() makes it so.
+
+    A new file is written complete under a temporary name; an existing one is locked and
+    the data appended past its committed end. Many files are prepared, synced to disk
+    together, then published, so that safety costs one sync per batch of files."""
     _makedirs(path)
     _remove_stale_temps(path)
-    if not os.path.exists(path) and _create(path, batches, meta, compression, level,
-                                             block_records):
+    if not os.path.exists(path):
+        return _NewFile(path, batches, meta, compression, level, block_records)
+    return _Append(path, batches, level, block_records)
+
+
+def _sync(pendings):
+    if not _fsync_enabled() or not pendings:
         return
-    _append(path, batches, level, block_records)
+    for p in pendings:
+        p.flush()
+    os.sync()
 
 
-def _create(path, batches, meta, compression, level, block_records):
-    """Write a new file; False when another writer created it first."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
-                               suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            w = FlowWriter(f, meta, compression, level, block_records)
+class _NewFile:
+    def __init__(self, path, batches, meta, compression, level, block_records):
+        self.path, self.batches = path, batches
+        self.args = (level, block_records)
+        directory = os.path.dirname(path) or "."
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
+                                        suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                w = FlowWriter(f, meta, compression, level, block_records)
+                for b in batches:
+                    w.write(b)
+                w.close()
+                length = f.tell()
+                f.seek(container.SLOT_A)
+                f.write(container.slot_bytes(length, 1))
+        except BaseException:
+            os.unlink(self.tmp)
+            raise
+
+    def flush(self):
+        pass
+
+    def abandon(self):
+        os.unlink(self.tmp)
+
+    def publish(self):
+        try:
+            os.link(self.tmp, self.path)
+        except FileExistsError:
+            # another writer created it meanwhile: add ours to theirs
+            append = _Append(self.path, self.batches, *self.args)
+            _sync([append])
+            append.publish()
+        finally:
+            os.unlink(self.tmp)
+
+
+class _Append:
+    def __init__(self, path, batches, level, block_records):
+        try:
+            self.f = f = open(path, "r+b")
+        except OSError as exc:
+            raise FlowError(f"cannot open {path} for appending: {exc.strerror}") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            header = container.read_header(f, path)
+            if header.meta.get("kind") != "flow":
+                raise FormatError(f"{path}: not a flow file; will not append to it")
+            length, seq = committed_length(f, path, header)
+            self.previous = (length, seq) if seq else None
+            # Whatever lies past the committed end is a crashed append: drop it.
+            f.truncate(length)
+            f.seek(length)
+            comp = header.meta.get("compression", "zstd")
+            w = FlowWriter(f, header.meta, comp, header.meta.get("level", level),
+                           block_records, header=False)
             for b in batches:
                 w.write(b)
             w.close()
-            _commit(f, f.tell(), None)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        os.unlink(tmp)
+            self.length = f.tell()
+        except BaseException:
+            f.close()
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+    def abandon(self):
+        """Leave the file as committed: the data past its end is ignored and dropped."""
+        self.f.close()
+
+    def publish(self):
+        """Point the commit slot at the new end (after the data is on disk)."""
+        with self.f as f:
+            seq = self.previous[1] + 1 if self.previous else 1
+            older = container.SLOT_B if (self.previous and self.previous[1] % 2 == 1) \
+                else container.SLOT_A
+            f.seek(older)
+            f.write(container.slot_bytes(self.length, seq))
+            f.flush()
 
 
 def _remove_stale_temps(path):
@@ -177,17 +276,6 @@ def _remove_stale_temps(path):
             pass
 
 
-def _commit(f, length, previous):
-    if _fsync_enabled():
-        return container.commit(f, length, previous)
-    f.flush()
-    f.seek(container.SLOT_A if not previous or previous[1] % 2 == 0 else container.SLOT_B)
-    seq = previous[1] + 1 if previous else 1
-    f.write(container._slot_bytes(length, seq))
-    f.flush()
-    return length, seq
-
-
 def committed_length(f, name, header):
     """The committed length, scanning a stream-written file to its last end marker."""
     if header.committed:
@@ -200,29 +288,3 @@ def committed_length(f, name, header):
         kind, h, _ = frame
         if kind == container.BLOCK:
             frames.skip_payload(sum(int(c[5]) for c in h["cols"]))
-
-
-def _append(path, batches, level, block_records):
-    try:
-        f = open(path, "r+b")
-    except OSError as exc:
-        raise FlowError(f"cannot open {path} for appending: {exc.strerror}") from None
-    with f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        header = container.read_header(f, path)
-        if header.meta.get("kind") != "flow":
-            raise FormatError(f"{path}: not a flow file; will not append to it")
-        f.seek(0)
-        header = container.read_header(f, path)
-        length, seq = committed_length(f, path, header)
-        previous = (length, seq) if seq else None
-        # Whatever lies past the committed end is a crashed append: drop it.
-        f.truncate(length)
-        f.seek(length)
-        comp = header.meta.get("compression", "zstd")
-        w = FlowWriter(f, header.meta, comp, header.meta.get("level", level), block_records,
-                       header=False)
-        for b in batches:
-            w.write(b)
-        w.close()
-        _commit(f, f.tell(), previous)

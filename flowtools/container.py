@@ -50,7 +50,7 @@ def unpackb(data, where):
         raise FormatError(f"{where}: corrupt metadata ({exc.__class__.__name__})") from None
 
 
-def _slot_bytes(length, seq):
+def slot_bytes(length, seq):
     head = struct.pack("<QQ", length, seq)
     return _SLOT.pack(length, seq, zlib.crc32(head), 0)
 
@@ -200,7 +200,7 @@ def commit(f, length, previous):
     f.flush()
     os.fsync(f.fileno())
     f.seek(slot)
-    f.write(_slot_bytes(length, seq))
+    f.write(slot_bytes(length, seq))
     f.flush()
     os.fsync(f.fileno())
     return length, seq

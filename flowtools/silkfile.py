@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import schema
-from .errors import FormatError
+from .errors import FlowError, FormatError
 
 MAGIC = b"\xde\xad\xbe\xef"
 EXPANDED_VERSION = 16           # file versions below this have SiLK's legacy headers
@@ -263,7 +263,7 @@ def _decompressor(method, name):
         try:
             __import__(module)
         except ImportError:
-            raise FormatError(f"{name}: reading {COMPRESSION_NAMES[method]}-compressed SiLK "
+            raise FlowError(f"{name}: reading {COMPRESSION_NAMES[method]}-compressed SiLK "
                               f"files needs the Python package '{module}'") from None
     return _DECOMPRESS[method]
 
@@ -744,7 +744,7 @@ class SilkFlowReader:
         """(offset, bytes of whole records) in runs of about batch_records records; on an
         error, the whole records before it come first."""
         if self.used:
-            raise FormatError(f"{self.name}: a SiLK file can be read only once")
+            raise FlowError(f"{self.name}: a SiLK file can be read only once")
         self.used = True
         reclen = self.header.record_length
         want = reclen * self.batch_records
@@ -805,7 +805,7 @@ class SilkFlowReader:
         if self.finished:
             return self.records
         if self.used:
-            raise FormatError(f"{self.name}: a SiLK file can be read only once")
+            raise FlowError(f"{self.name}: a SiLK file can be read only once")
         self.used = True
         if self.decompress:
             total = sum(size for _, size, _ in self._frames(load=False))
