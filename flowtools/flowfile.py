@@ -146,13 +146,15 @@ def _ip_parts(name, col, ipv6):
     IPv6 records do not widen every address of a block to 128 bits."""
     if col.ndim == 1:
         return [(name, col)]
+    hi, lo = col[:, 0], col[:, 1]
     v4 = ~ipv6
-    lo4 = col[v4, 1]
-    if col[v4, 0].any() or ((lo4 & ~_LOW32) != schema.V4_MAPPED_LO).any():
-        return [(name + ".hi", col[:, 0]), (name + ".lo", col[:, 1])]  # not canonical
-    parts = [(name + ".v4", (lo4 & _LOW32).astype(np.uint32))] if len(lo4) else []
+    if (hi[v4] != 0).any() or ((lo[v4] & ~_LOW32) != schema.V4_MAPPED_LO).any():
+        return [(name + ".hi", hi), (name + ".lo", lo)]  # not canonical: kept whole
+    # NAME.v4 has a value for every record (0 for IPv6 ones): decoding is then a
+    # contiguous pass, and only the few IPv6 records are scattered into place.
+    parts = [(name + ".v4", np.where(ipv6, 0, lo & _LOW32).astype(np.uint32))]
     if ipv6.any():
-        parts += [(name + ".hi", col[ipv6, 0]), (name + ".lo", col[ipv6, 1])]
+        parts += [(name + ".hi", hi[ipv6]), (name + ".lo", lo[ipv6])]
     return parts
 
 
@@ -240,15 +242,13 @@ class Block:
             col[:, 0] = self._col(name + ".hi", u64, dctx)
             col[:, 1] = self._col(name + ".lo", u64, dctx)
             return col
-        v4 = ~ipv6
-        n4 = int(v4.sum())
-        if n4:
-            col[v4, 0] = 0
-            col[v4, 1] = self._col(name + ".v4", u64, dctx, n4) | schema.V4_MAPPED_LO
-        if n4 < self.n:
-            n6 = self.n - n4
-            col[ipv6, 0] = self._col(name + ".hi", u64, dctx, n6)
-            col[ipv6, 1] = self._col(name + ".lo", u64, dctx, n6)
+        col[:, 0] = 0
+        np.bitwise_or(self._col(name + ".v4", np.dtype(np.uint32), dctx), schema.V4_MAPPED_LO,
+                      out=col[:, 1], dtype=np.uint64)
+        where6 = np.flatnonzero(ipv6)
+        if len(where6):
+            col[where6, 0] = self._col(name + ".hi", u64, dctx, len(where6))
+            col[where6, 1] = self._col(name + ".lo", u64, dctx, len(where6))
         return col
 
     def decode(self, columns=None, dctx=None):

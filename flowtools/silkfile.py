@@ -524,12 +524,12 @@ def _packed_volumes(kind, unpack):
                     protocol=proto, flags=flags, initflags=init, sessflags=rest,
                     attributes=r["state"] & np.uint8(0x7F),
                     application=_u(r["application"], np.uint16))
-        if kind == "web":
-            word = r["msec_flags"] if unpack is _flags_tbpf else r["pro_flg_pkts"]
-            if unpack is _flags_tbpf:
-                _web_ports(cols, r["clnt_port"], word >> 8, (word >> 10) & 1)
-            else:
-                _web_ports(cols, r["clnt_port"], word >> 20, (word >> 22) & 1)
+        if kind == "web" and unpack is _flags_tbpf:
+            word = r["msec_flags"]  # srcIsSrv:1 srv_port:2 at bits 10 and 8-9
+            _web_ports(cols, r["clnt_port"], word >> 8, (word >> 10) & 1)
+        elif kind == "web":
+            word = r["pro_flg_pkts"]  # src_is_srv:1 srv_port:2 at bits 22 and 20-21
+            _web_ports(cols, r["clnt_port"], word >> 20, (word >> 22) & 1)
         else:
             cols["sport"] = _u(r["sport"], np.uint16)
             cols["dport"] = _u(r["dport"], np.uint16)

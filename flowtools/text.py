@@ -314,7 +314,7 @@ def flag_letters(values, letters, width, integer=False, out=None):
 
 TCP_FLAGS = [("F", 1), ("S", 2), ("R", 4), ("P", 8), ("A", 16), ("U", 32), ("E", 64),
              ("C", 128)]
-ATTRIBUTES = [("T", 0x40), ("C", 0x20), ("F", 0x08), ("S", 0x10)]
+ATTRIBUTES = [("T", 0x20), ("C", 0x40), ("F", 0x08), ("S", 0x10)]
 
 
 def _civil(days):
