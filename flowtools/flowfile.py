@@ -55,8 +55,9 @@ def _unshuffle(buf, w, n):
     return out
 
 
-def encode_int(name, col, cctx, delta=None, shuffle=True):
-    """(descriptor, payload bytes) for one integer column of a block."""
+def encode_int(name, col, cctx, delta=None, shuffle=True, packed=False):
+    """(descriptor, payload bytes) for one integer column of a block; packed: raw bytes
+    for the block's single frame, which the caller compresses."""
     n = len(col)
     lo, hi = col.min(), col.max()
     if lo == hi:
@@ -79,8 +80,10 @@ def encode_int(name, col, cctx, delta=None, shuffle=True):
     if enc == "o":
         stored = (col - lo).astype(f"<u{w}") if col.dtype.kind != "i" else \
             (col - np.int64(lo)).astype(f"<u{w}")
-    shuffled = 1 if (cctx and shuffle and w > 1) else 0
+    shuffled = 1 if ((cctx or packed) and shuffle and w > 1) else 0
     raw = _shuffle(stored, w) if shuffled else stored
+    if packed:
+        return [name, enc, w, int(base), shuffled, raw.nbytes, 0, n], raw
     data = cctx.compress(raw) if cctx else raw.tobytes()
     return [name, enc, w, int(base), shuffled, len(data), zlib.crc32(data), n], data
 
@@ -89,32 +92,33 @@ _DICT_CANDIDATES = ("sip", "dip", "nhip", "sip.v4", "dip.v4", "nhip.v4")
 _UNSHUFFLED = ("sport", "dport")
 
 
-def encode_column(name, col, cctx):
+def encode_column(name, col, cctx, packed=False):
     """[(descriptor, payload)] for a column: plain, or, when smaller, as a dictionary of
     its distinct values (sorted, delta-encoded, in NAME#d) and each record's index into it
     (encoding 'x'), which is what repeated addresses of busy sources compress to."""
-    plain = encode_int(name, col, cctx, shuffle=name not in _UNSHUFFLED)
+    plain = encode_int(name, col, cctx, shuffle=name not in _UNSHUFFLED, packed=packed)
     if name not in _DICT_CANDIDATES or len(col) < 64 or plain[0][1] == "c":
         return [plain]
     uniq, index = np.unique(col, return_inverse=True)
     if len(uniq) > 0.8 * len(col):
         return [plain]
-    idx = encode_int(name, index.ravel().astype(np.uint32), cctx, delta=False, shuffle=False)
+    idx = encode_int(name, index.ravel().astype(np.uint32), cctx, delta=False,
+                     shuffle=False, packed=packed)
     idx[0][1] = "x"
-    table = encode_int(name + "#d", uniq, cctx, delta=True)
-    if idx[0][5] + table[0][5] + 40 >= plain[0][5]:
+    table = encode_int(name + "#d", uniq, cctx, delta=True, packed=packed)
+    if not packed and idx[0][5] + table[0][5] + 40 >= plain[0][5]:
         return [plain]
     return [idx, table]
 
 
-def decode_int(desc, data, n, dtype, dctx, where):
+def decode_int(desc, data, n, dtype, dctx, where, checked=False):
     name, enc, w, base, shuffled, clen, crc, _ = desc
     if n == 0:
         return np.zeros(0, dtype)
     if enc == "c":
         # A read-only zero-stride view: a constant column costs nothing to "decode".
         return np.ndarray((n,), dtype, buffer=np.array([base]).astype(dtype), strides=(0,))
-    if zlib.crc32(data) != crc:
+    if not checked and zlib.crc32(data) != crc:
         raise FormatError(f"{where}: checksum mismatch in column {name}")
     if dctx is not None:
         try:
@@ -177,24 +181,50 @@ def _stats(batch):
     return out
 
 
+PACKED_BELOW = 1 << 15
+
+
 def encode_block(batch, cctx):
-    """(block header dict, payload bytes) for one batch."""
+    """(block header dict, payload bytes) for one batch.
+
+    A large block compresses each column on its own, so that a reader decodes only the
+    columns it needs; a small one (most hourly archive files) packs all its columns into
+    a single frame ("z": raw size), which costs one decompression instead of twenty."""
     n = schema.nrecords(batch)
     v6 = schema.is_v6(batch)
+    packed = cctx is not None and n < PACKED_BELOW
     cols, parts = [], []
     ipv6 = batch["ipv6"] if v6 else None
     for name in schema.NAMES:
         for sub, col in (_ip_parts(name, batch[name], ipv6) if name in schema.IP_COLUMNS
                          else [(name, batch[name])]):
-            for desc, data in encode_column(sub, col, cctx):
+            for desc, data in encode_column(sub, col, cctx, packed):
                 cols.append(desc)
                 parts.append(data)
     if v6:
-        desc, data = encode_int("ipv6", batch["ipv6"].view(np.uint8), cctx)
+        desc, data = encode_int("ipv6", batch["ipv6"].view(np.uint8), cctx, packed=packed)
         cols.append(desc)
         parts.append(data)
     header = {"n": n, "v6": v6, "cols": cols, "stats": _stats(batch)}
-    return header, b"".join(parts)
+    if not packed:
+        return header, b"".join(parts)
+    # One frame, but a zstd block per column (flushed after each), so that every column
+    # keeps entropy tables of its own.
+    comp = cctx.compressobj(size=sum(memoryview(p).nbytes for p in parts))
+    chunks = []
+    for part in parts:
+        if memoryview(part).nbytes:
+            chunks.append(comp.compress(part))
+            chunks.append(comp.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    chunks.append(comp.flush())
+    payload = b"".join(chunks)
+    header["z"] = sum(memoryview(p).nbytes for p in parts)
+    header["crc"] = zlib.crc32(payload)
+    for c in cols:
+        c[5] = 0  # the payload is the one frame; column lengths are in the raw bytes
+    header["raw"] = [memoryview(p).nbytes for p in parts]
+    header["size"] = len(payload)
+    return header, payload
 
 
 class Block:
@@ -209,10 +239,32 @@ class Block:
         self.payload = payload
         self.index = {c[0]: c for c in header["cols"]}
         self.offsets = {}
+        self.packed = "z" in header
+        self.raw = None
+        sizes = header["raw"] if self.packed else [c[5] for c in header["cols"]]
+        if len(sizes) != len(header["cols"]):
+            raise FormatError(f"{reader.where(self)}: corrupt block header")
+        self.sizes = {}
         at = 0
-        for c in header["cols"]:
+        for c, size in zip(header["cols"], sizes, strict=True):
             self.offsets[c[0]] = at
-            at += c[5]
+            self.sizes[c[0]] = size
+            at += size
+
+    def _unpack(self, dctx):
+        where = self.reader.where(self)
+        if zlib.crc32(self.payload) != self.header.get("crc"):
+            raise FormatError(f"{where}: checksum mismatch")
+        size = self.header["z"]
+        if type(size) is not int or size < 0 or size > self.n * 200 + 1024:
+            raise FormatError(f"{where}: corrupt block header")
+        try:
+            self.raw = (dctx or zstandard.ZstdDecompressor()).decompress(
+                self.payload, max_output_size=size)
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"{where}: corrupt block ({exc})") from None
+        if len(self.raw) != size:
+            raise FormatError(f"{where}: corrupt block (size {len(self.raw)} of {size})")
 
     def _col(self, sub, dtype, dctx, count=None):
         count = self.n if count is None else count
@@ -221,11 +273,16 @@ class Block:
             raise FormatError(f"{self.reader.where(self)}: block lacks column {sub}"
                               + ("" if desc is None else f" of {count} values"))
         at = self.offsets[sub]
-        data = self.payload[at: at + desc[5]]
         where = self.reader.where(self)
+        if self.packed:
+            if self.raw is None:
+                self._unpack(dctx)
+            data, dctx, checked = self.raw[at: at + self.sizes[sub]], None, True
+        else:
+            data, checked = self.payload[at: at + desc[5]], False
         if desc[1] != "x":
-            return decode_int(desc, data, count, dtype, dctx, where)
-        index = decode_int(desc, data, count, np.dtype(np.intp), dctx, where)
+            return decode_int(desc, data, count, dtype, dctx, where, checked)
+        index = decode_int(desc, data, count, np.dtype(np.intp), dctx, where, checked)
         table = self.index.get(sub + "#d")
         if table is None:
             raise FormatError(f"{where}: block lacks column {sub}#d")
@@ -279,18 +336,27 @@ class Block:
         return out
 
 
+_ENCODINGS = {"c": (0,), "o": (1, 2, 4, 8), "d": (1, 2, 4, 8), "x": (1, 2, 4, 8)}
+
+
 def _check_block_header(header):
-    """Validate a block header read from a file; returns its payload size."""
+    """Validate a block header read from a file; returns its payload size. Anything odd
+    left in values is caught when the column is decoded."""
     n = header["n"]
-    assert isinstance(n, int) and 0 < n <= 1 << 28
-    assert isinstance(header["v6"], bool) and isinstance(header["stats"], dict)
+    if type(n) is not int or not 0 < n <= 1 << 28 or type(header["v6"]) is not bool \
+            or type(header["stats"]) is not dict:
+        raise ValueError("bad block header")
     size = 0
     for c in header["cols"]:
-        assert isinstance(c, list) and len(c) == 8 and isinstance(c[0], str)
-        assert c[1] in ("c", "o", "d", "x") and c[2] in (0, 1, 2, 4, 8) and 0 <= c[7] <= n
-        assert all(isinstance(v, int) for v in c[2:]) and c[5] >= 0
-        assert c[1] == "c" or c[2] > 0
+        if type(c) is not list or len(c) != 8 or c[2] not in _ENCODINGS.get(c[1], ()) \
+                or type(c[5]) is not int or c[5] < 0 or type(c[7]) is not int \
+                or not 0 <= c[7] <= n or type(c[0]) is not str:
+            raise ValueError("bad column descriptor")
         size += c[5]
+    if "z" in header:
+        size = header["size"]
+        if type(size) is not int or size < 0 or type(header["raw"]) is not list:
+            raise ValueError("bad packed block header")
     return size
 
 
@@ -413,7 +479,7 @@ class FlowReader:
                 continue
             try:
                 size = _check_block_header(header)
-            except (KeyError, TypeError, ValueError, IndexError, AssertionError):
+            except (KeyError, TypeError, ValueError, IndexError):
                 raise FormatError(f"{self.name}: corrupt block header "
                                   f"(block {self.block_no})") from None
             header["_no"] = self.block_no
@@ -424,27 +490,8 @@ class FlowReader:
         """(Block, batch) pairs in order, decoded by a small thread pool.
 
         keep(stats) -> False skips a block without reading its payload."""
-        pool = _pool(self.threads)
-        ahead = deque()
-        try:
-            for pending in self.blocks():
-                if keep is not None and not keep(pending.header["stats"]):
-                    pending.skip()
-                    continue
-                block = pending.load()
-                if pool is None:
-                    yield block, block.decode(columns)
-                    continue
-                ahead.append((block, pool.submit(_decode, block, columns)))
-                if len(ahead) > 2 * self.threads:
-                    block, fut = ahead.popleft()
-                    yield block, fut.result()
-            while ahead:
-                block, fut = ahead.popleft()
-                yield block, fut.result()
-        finally:
-            for _, fut in ahead:
-                fut.cancel()
+        for _, block, batch in decode_all([self], columns, keep, self.threads):
+            yield block, batch
 
     def batches(self, columns=None, keep=None):
         """Decoded batches, in order."""
@@ -453,6 +500,44 @@ class FlowReader:
 
     def __iter__(self):
         return self.batches()
+
+
+def decode_all(readers, columns=None, keep=None, threads=2):
+    """(reader, block, batch) for every block of a sequence of readers, in order.
+
+    Blocks are decoded on a thread pool and the pipeline runs across file boundaries, so
+    an archive of many small files keeps both cores busy. Readers of other formats (with
+    their own decoded_blocks) are passed through in turn."""
+    pool = _pool(threads)
+    ahead = deque()
+    depth = 2 * threads + 2
+    try:
+        for reader in readers:
+            if not isinstance(reader, FlowReader):
+                while ahead:
+                    r, block, fut = ahead.popleft()
+                    yield r, block, fut.result()
+                for block, batch in reader.decoded_blocks(columns):
+                    yield reader, block, batch
+                continue
+            for pending in reader.blocks():
+                if keep is not None and not keep(pending.header["stats"]):
+                    pending.skip()
+                    continue
+                block = pending.load()
+                if pool is None:
+                    yield reader, block, block.decode(columns)
+                    continue
+                ahead.append((reader, block, pool.submit(_decode, block, columns)))
+                if len(ahead) > depth:
+                    r, block, fut = ahead.popleft()
+                    yield r, block, fut.result()
+        while ahead:
+            r, block, fut = ahead.popleft()
+            yield r, block, fut.result()
+    finally:
+        for _, _, fut in ahead:
+            fut.cancel()
 
 
 _pools = {}

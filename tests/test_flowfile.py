@@ -207,3 +207,17 @@ def test_repeated_addresses_use_a_dictionary(rng, v6):
     assert_batches_equal(b, schema.concat(out))
     out, _ = read(data, columns=["dip"])
     np.testing.assert_array_equal(out[0]["dip"], b["dip"])
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_large_blocks_compress_columns_separately(rng, v6):
+    b = random_batch(rng, 40000, v6=v6)
+    b["sip"] = b["sip"][rng.integers(0, 100, 40000)]
+    data = write([b])
+    header = next(FlowReader(io.BytesIO(data), "mem").blocks()).header
+    assert "z" not in header and all(c[5] or c[1] == "c" for c in header["cols"])
+    out, _ = read(data, columns=["sip", "bytes"])
+    np.testing.assert_array_equal(out[0]["sip"], b["sip"])
+    assert_batches_equal(b, schema.concat(read(data)[0]))
+    small = write([schema.take(b, slice(0, 1000))])
+    assert "z" in next(FlowReader(io.BytesIO(small), "mem").blocks()).header

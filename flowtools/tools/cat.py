@@ -19,35 +19,46 @@ TOOL = Tool(
 )
 
 
-def main(opts):
+def _report(opts, reader, counts):
     import sys
+    if opts.print_filenames and reader is not None:
+        sys.stderr.write(f"{reader.name}: {counts[reader]} records\n")
 
+
+def main(opts):
     from .. import cli, io
+    from ..flowfile import decode_all
 
     names = io.input_names(opts.inputs, opts.xargs)
     method, level = cli.compression(opts)
-    readers = []
     sink = None
-    try:
+    counts = {}
+
+    def readers():
         for name in names:
             reader = io.open_flows(name)
-            readers.append(reader)
+            counts[reader] = 0
+            yield reader
+
+    try:
+        current = None
+        # Every block is decoded, which verifies it; one already in the output's
+        # compression is then copied as it is rather than encoded again.
+        for reader, block, batch in decode_all(readers()):
             if sink is None:
-                meta = cli.output_meta(opts, [r.meta for r in readers])
-                sink = io.FlowSink(opts.output_path, meta, method, level)
-            copy_blocks = getattr(reader, "compressed", None) == (method == "zstd") and \
-                reader.meta.get("level") == level
-            count = 0
-            # Every block is decoded, which verifies it; one already in the output's
-            # compression is then copied as it is rather than encoded again.
-            for block, batch in reader.decoded_blocks():
-                if copy_blocks:
-                    sink.write_block(block)
-                else:
-                    sink.write(batch)
-                count += len(batch["stime"])
-            if opts.print_filenames:
-                sys.stderr.write(f"{reader.name}: {count} records\n")
+                sink = io.FlowSink(opts.output_path, cli.output_meta(opts, [reader.meta]),
+                                   method, level)
+            if reader is not current:
+                _report(opts, current, counts)
+                current = reader
+                copy_blocks = getattr(reader, "compressed", None) == (method == "zstd") \
+                    and reader.meta.get("level") == level
+            if copy_blocks:
+                sink.write_block(block)
+            else:
+                sink.write(batch)
+            counts[reader] += len(batch["stime"])
+        _report(opts, current, counts)
         if sink is None:
             sink = io.FlowSink(opts.output_path, cli.output_meta(opts), method, level)
         sink.close()
