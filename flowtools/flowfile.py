@@ -227,6 +227,16 @@ def encode_block(batch, cctx):
     return header, payload
 
 
+class _Where:
+    """'FILE: block N' for error messages, formatted only when one is raised."""
+
+    def __init__(self, reader, header):
+        self.reader, self.header = reader, header
+
+    def __str__(self):
+        return self.reader.where(self)
+
+
 class Block:
     """A block as read from a file: header (with stats) and the means to decode it."""
 
@@ -237,6 +247,7 @@ class Block:
         self.v6 = header["v6"]
         self.stats = header["stats"]
         self.payload = payload
+        self.where = _Where(reader, header)
         self.index = {c[0]: c for c in header["cols"]}
         self.offsets = {}
         self.packed = "z" in header
@@ -252,7 +263,7 @@ class Block:
             at += size
 
     def _unpack(self, dctx):
-        where = self.reader.where(self)
+        where = self.where
         if zlib.crc32(self.payload) != self.header.get("crc"):
             raise FormatError(f"{where}: checksum mismatch")
         size = self.header["z"]
@@ -265,15 +276,16 @@ class Block:
             raise FormatError(f"{where}: corrupt block ({exc})") from None
         if len(self.raw) != size:
             raise FormatError(f"{where}: corrupt block (size {len(self.raw)} of {size})")
+        self.raw = memoryview(self.raw)  # columns are zero-copy slices of it
 
     def _col(self, sub, dtype, dctx, count=None):
         count = self.n if count is None else count
         desc = self.index.get(sub)
         if desc is None or desc[7] != count:
-            raise FormatError(f"{self.reader.where(self)}: block lacks column {sub}"
+            raise FormatError(f"{self.where}: block lacks column {sub}"
                               + ("" if desc is None else f" of {count} values"))
         at = self.offsets[sub]
-        where = self.reader.where(self)
+        where = self.where
         if self.packed:
             if self.raw is None:
                 self._unpack(dctx)
@@ -313,7 +325,7 @@ class Block:
         try:
             return self._decode(columns, dctx)
         except (ValueError, OverflowError, TypeError) as exc:
-            raise FormatError(f"{self.reader.where(self)}: corrupt block ({exc})") from None
+            raise FormatError(f"{self.where}: corrupt block ({exc})") from None
 
     def _decode(self, columns, dctx):
         if dctx is None and self.reader.compressed:
@@ -467,6 +479,11 @@ class FlowReader:
     def where(self, block):
         return f"{self.name}: block {block.header.get('_no', '?')}"
 
+    def close(self):
+        import sys
+        if self.f is not sys.stdin.buffer:
+            self.f.close()
+
     def blocks(self):
         """Yield each Block with its header; call .load() to read its payload, or not."""
         while True:
@@ -532,6 +549,7 @@ def decode_all(readers, columns=None, keep=None, threads=2):
                 if len(ahead) > depth:
                     r, block, fut = ahead.popleft()
                     yield r, block, fut.result()
+            reader.close()  # its payloads are all read
         while ahead:
             r, block, fut = ahead.popleft()
             yield r, block, fut.result()

@@ -653,6 +653,11 @@ class SilkFlowReader:
 
     # -- raw data
 
+    def close(self):
+        import sys
+        if self.f is not sys.stdin.buffer:
+            self.f.close()
+
     def _frames(self, load=True):
         """(offset, uncompressed size, compressed bytes or None) for each block."""
         inp = self.inp

@@ -27,38 +27,26 @@ def _report(opts, reader, counts):
 
 def main(opts):
     from .. import cli, io
-    from ..flowfile import decode_all
 
     names = io.input_names(opts.inputs, opts.xargs)
     method, level = cli.compression(opts)
     sink = None
-    counts = {}
-
-    def readers():
-        for name in names:
-            reader = io.open_flows(name)
-            counts[reader] = 0
-            yield reader
-
     try:
-        current = None
-        # Every block is decoded, which verifies it; one already in the output's
-        # compression is then copied as it is rather than encoded again.
-        for reader, block, batch in decode_all(readers()):
+        for reader, blocks in _inputs(names, method, level):
             if sink is None:
                 sink = io.FlowSink(opts.output_path, cli.output_meta(opts, [reader.meta]),
                                    method, level)
-            if reader is not current:
-                _report(opts, current, counts)
-                current = reader
-                copy_blocks = getattr(reader, "compressed", None) == (method == "zstd") \
-                    and reader.meta.get("level") == level
-            if copy_blocks:
-                sink.write_block(block)
-            else:
-                sink.write(batch)
-            counts[reader] += len(batch["stime"])
-        _report(opts, current, counts)
+            count = 0
+            for block, batch in blocks:
+                if batch is None:
+                    sink.write_block(block)  # verified, already in the output's form
+                    count += block.n
+                else:
+                    sink.write(batch)
+                    count += len(batch["stime"])
+            if opts.print_filenames:
+                import sys
+                sys.stderr.write(f"{reader.name}: {count} records\n")
         if sink is None:
             sink = io.FlowSink(opts.output_path, cli.output_meta(opts), method, level)
         sink.close()
@@ -66,3 +54,49 @@ def main(opts):
         if sink is not None:
             sink.abort()
         raise
+
+
+def _copyable(reader, method, level):
+    return getattr(reader, "compressed", None) == (method == "zstd") and \
+        reader.meta.get("level") == level
+
+
+def _inputs(names, method, level):
+    """(reader, iterator of (block, batch or None)) for each input, in order.
+
+    Every block is decoded, which verifies it; a block already in the output's
+    compression is then copied as it is (batch None) rather than encoded again. Many
+    named files are verified ahead by worker processes, as decoding small files is
+    bound by the interpreter rather than by numpy."""
+    import os
+
+    from .. import io
+    from ..flowfile import decode_all
+    if len(names) < 16 or any(n in io.STDIN_NAMES for n in names) or \
+            (os.cpu_count() or 1) < 2:
+        grouped = {}
+
+        def readers():
+            for name in names:
+                reader = io.open_flows(name)
+                grouped[reader] = _copyable(reader, method, level)
+                yield reader
+
+        current, pending = None, []
+        for reader, block, batch in decode_all(readers()):
+            if reader is not current and current is not None:
+                yield current, pending
+                pending = []
+            current = reader
+            pending.append((block, None if grouped[reader] else batch))
+        if current is not None:
+            yield current, pending
+        return
+    from ..verify import verified
+    for name in verified(names):
+        reader = io.open_flows(name, threads=1)
+        if _copyable(reader, method, level):
+            yield reader, ((p.load(), None) for p in reader.blocks())
+        else:
+            yield reader, reader.decoded_blocks()
+        reader.close()
