@@ -19,12 +19,20 @@ demo: venv
 	rm -rf $(DEMO)
 	$(BIN)/pyflow-gen --data-rootdir=$(DEMO)/archive --flows=1000000 --seed=7 \
 	    --start-date=2024/03/01 --hours=48 --sensors=S0,S1,S2
-	@echo "== archive: files per type"
-	@cd $(DEMO)/archive && for t in *; do printf '  %-8s %5d files\n' $$t "$$(find $$t -type f | wc -l)"; done
-	@echo "== all flows of the first day, concatenated into one stream and described"
-	find $(DEMO)/archive -path '*/2024/03/01/*' -type f | sort \
-	    | $(BIN)/pyflow-cat --xargs --print-filenames 2>/dev/null \
-	    | $(BIN)/pyflow-fileinfo --fields=count-records,blocks,bytes-per-record,compression-ratio,time-range,command-lines -
+	@echo "== the archive: files per type"
+	@cd $(DEMO)/archive && for t in */; do printf '  %-9s %5d files\n' $${t%/} "$$(find $$t -type f | wc -l)"; done
+	@echo "== inbound web traffic of 2024/03/01 13:00, all sensors, in one stream"
+	find $(DEMO)/archive/inweb -name '*_20240301.13' | sort | $(BIN)/pyflow-cat --xargs \
+	    --output-path=$(DEMO)/web-13h.pf
+	$(BIN)/pyflow-fileinfo --fields=count-records,bytes-per-record,time-range,command-lines \
+	    $(DEMO)/web-13h.pf
+	@echo "== its first ten flows"
+	$(BIN)/pyflow-cut --fields=sip,dip,sport,dport,protocol,packets,bytes,flags,stime,sensor \
+	    --num-recs=10 $(DEMO)/web-13h.pf
+	@echo "== the whole archive, as CSV rows for other tools (first five)"
+	find $(DEMO)/archive -type f | $(BIN)/pyflow-cat --xargs \
+	    | $(BIN)/pyflow-cut --fields=stime,sip,dip,dport,protocol,bytes --output-format=csv \
+	    | head -6
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -194,3 +194,19 @@ def test_man_pages_are_current():
         assert os.path.exists(path), f"{path} missing: run `make man`"
         with open(path) as f:
             assert f.read() == manpage.render(name), f"{path} is stale: run `make man`"
+
+
+def test_cat_of_many_files_verifies_them_all(rng, tmp_path):
+    batches = [random_batch(rng, 50 + i) for i in range(20)]
+    paths = [make_file(tmp_path / f"f{i:02d}.pf", [b]) for i, b in enumerate(batches)]
+    listing = tmp_path / "list"
+    listing.write_text("\n".join(paths) + "\n")
+    out = tmp_path / "all.pf"
+    run("pyflow-cat", f"--xargs={listing}", f"--output-path={out}")
+    assert_batches_equal(schema.concat(batches), read(out))
+    data = bytearray(open(paths[13], "rb").read())
+    data[-40] ^= 0xFF
+    open(paths[13], "wb").write(bytes(data))
+    out2 = tmp_path / "bad.pf"
+    p = run("pyflow-cat", f"--xargs={listing}", f"--output-path={out2}", check=False)
+    assert p.returncode == 1 and "f13.pf" in p.stderr.decode() and not out2.exists()
