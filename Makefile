@@ -36,10 +36,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check flowtools tests bench bin
+	$(BIN)/ruff check .
 
 lint: venv
-	$(BIN)/ruff check flowtools tests bench bin
+	$(BIN)/ruff check .
 
 man: venv
 	$(BIN)/python -m flowtools.manpage man

@@ -117,7 +117,7 @@ def decode_int(desc, data, n, dtype, dctx, where, checked=False):
         return np.zeros(0, dtype)
     if enc == "c":
         # A read-only zero-stride view: a constant column costs nothing to "decode".
-        return np.ndarray((n,), dtype, buffer=np.array([base]).astype(dtype), strides=(0,))
+        return np.ndarray((n,), dtype, buffer=np.array([base], dtype), strides=(0,))
     if not checked and zlib.crc32(data) != crc:
         raise FormatError(f"{where}: checksum mismatch in column {name}")
     if dctx is not None:
@@ -130,13 +130,13 @@ def decode_int(desc, data, n, dtype, dctx, where, checked=False):
     if len(raw) != n * w:
         raise FormatError(f"{where}: column {name} has {len(raw)} bytes, expected {n * w}")
     stored = _unshuffle(raw, w, n) if shuffled else np.frombuffer(raw, f"<u{w}")
-    if enc in ("o", "x"):
-        if base == 0 and stored.dtype == dtype:
-            return stored
-        return np.add(stored, np.array(base).astype(dtype), dtype=dtype)
+    if enc == "o" or enc == "x":
+        if base == 0:
+            return stored if stored.dtype == dtype else stored.astype(dtype)
+        return np.add(stored, dtype.type(base), dtype=dtype)
     if enc == "d":
         out = np.cumsum(stored, dtype=dtype)
-        out += np.array(base).astype(dtype)
+        out += dtype.type(base)
         return out
     raise FormatError(f"{where}: unknown column encoding {enc!r}")
 
