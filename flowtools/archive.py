@@ -135,11 +135,21 @@ def _unkey(k):
     return ((k >> 24) * HOUR_MS, (k >> 16) & 0xFF, k & 0xFFFF)
 
 
-def _makedirs(path):
+_READY_DIRS = {}  # directories this process has created and cleaned
+
+
+def _prepare_directory(path):
+    """Create the file's directory, and remove temporary files killed writers left there;
+    once per directory and process (an hour of data shares a few directories)."""
+    directory = os.path.dirname(path) or "."
+    if directory in _READY_DIRS:
+        return
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise FlowError(f"cannot create directory for {path}: {exc.strerror}") from None
+    _remove_stale_temps(directory)
+    _READY_DIRS[directory] = True
 
 
 def append_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
@@ -157,8 +167,7 @@ def prepare_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
     A new file is written complete under a temporary name; an existing one is locked and
     the data appended past its committed end. Many files are prepared, synced to disk
     together, then published, so that safety costs one sync per batch of files."""
-    _makedirs(path)
-    _remove_stale_temps(path)
+    _prepare_directory(path)
     if not os.path.exists(path):
         return _NewFile(path, batches, meta, compression, level, block_records)
     return _Append(path, batches, level, block_records)
@@ -181,7 +190,7 @@ class _NewFile:
                                         suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "w+b") as f:
-                w = FlowWriter(f, meta, compression, level, block_records)
+                w = FlowWriter(f, meta, compression, level, block_records, parallel=False)
                 for b in batches:
                     w.write(b)
                 w.close()
@@ -228,7 +237,7 @@ class _Append:
             f.seek(length)
             comp = header.meta.get("compression", "zstd")
             w = FlowWriter(f, header.meta, comp, header.meta.get("level", level),
-                           block_records, header=False)
+                           block_records, header=False, parallel=False)
             for b in batches:
                 w.write(b)
             w.close()
@@ -255,14 +264,13 @@ class _Append:
             f.flush()
 
 
-def _remove_stale_temps(path):
-    """Remove temporary files that killed writers left for this file."""
-    prefix = f".{os.path.basename(path)}."
-    directory = os.path.dirname(path) or "."
+def _remove_stale_temps(directory):
+    """Remove temporary files (.NAME.PID.XXXX.tmp) that killed writers left behind."""
     for name in os.listdir(directory):
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
+        if not (name.startswith(".") and name.endswith(".tmp")):
             continue
-        pid = name[len(prefix):].split(".", 1)[0]
+        parts = name.split(".")
+        pid = parts[-3] if len(parts) >= 5 else ""
         if not pid.isdigit():
             continue
         try:

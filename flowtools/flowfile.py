@@ -376,8 +376,9 @@ class FlowWriter:
     """Writes batches as blocks to a binary file object; close() writes the end marker."""
 
     def __init__(self, f, meta=None, compression="zstd", level=DEFAULT_LEVEL,
-                 block_records=DEFAULT_BLOCK_RECORDS, header=True):
+                 block_records=DEFAULT_BLOCK_RECORDS, header=True, parallel=True):
         self.f = f
+        self.parallel = parallel  # False when the caller already runs writers in parallel
         self.meta = dict(meta or {})
         self.meta.update(kind=KIND, compression=compression, schema=list(schema.NAMES))
         if compression == "zstd":
@@ -416,7 +417,7 @@ class FlowWriter:
         self.pending, self.npending = [], 0
 
     def _write_block(self, batch):
-        pool = _pool(2)
+        pool = _pool(2) if self.parallel else None
         if pool is None or schema.nrecords(batch) < 4096:
             self._drain(0)
             self._emit(encode_block(batch, _compressor(self.level)))
