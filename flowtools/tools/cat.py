@@ -26,27 +26,31 @@ def _report(opts, reader, counts):
 
 
 def main(opts):
+    import sys
+
     from .. import cli, io
 
     names = io.input_names(opts.inputs, opts.xargs)
     method, level = cli.compression(opts)
     sink = None
+    current, count = None, 0
     try:
-        for reader, blocks in _inputs(names, method, level):
+        for reader, block, batch in _blocks(names, method, level):
             if sink is None:
                 sink = io.FlowSink(opts.output_path, cli.output_meta(opts, [reader.meta]),
                                    method, level)
-            count = 0
-            for block, batch in blocks:
-                if batch is None:
-                    sink.write_block(block)  # verified, already in the output's form
-                    count += block.n
-                else:
-                    sink.write(batch)
-                    count += len(batch["stime"])
-            if opts.print_filenames:
-                import sys
-                sys.stderr.write(f"{reader.name}: {count} records\n")
+            if reader is not current:
+                if opts.print_filenames and current is not None:
+                    sys.stderr.write(f"{current.name}: {count} records\n")
+                current, count = reader, 0
+            if batch is None:
+                sink.write_block(block)  # verified, already in the output's form
+                count += block.n
+            else:
+                sink.write(batch)
+                count += len(batch["stime"])
+        if opts.print_filenames and current is not None:
+            sys.stderr.write(f"{current.name}: {count} records\n")
         if sink is None:
             sink = io.FlowSink(opts.output_path, cli.output_meta(opts), method, level)
         sink.close()
@@ -61,8 +65,8 @@ def _copyable(reader, method, level):
         reader.meta.get("level") == level
 
 
-def _inputs(names, method, level):
-    """(reader, iterator of (block, batch or None)) for each input, in order.
+def _blocks(names, method, level):
+    """(reader, block, batch or None) for every block of the inputs, in order.
 
     Every block is decoded, which verifies it; a block already in the output's
     compression is then copied as it is (batch None) rather than encoded again. Many
@@ -74,29 +78,24 @@ def _inputs(names, method, level):
     from ..flowfile import decode_all
     if len(names) < 16 or any(n in io.STDIN_NAMES for n in names) or \
             (os.cpu_count() or 1) < 2:
-        grouped = {}
+        copyable = {}
 
         def readers():
             for name in names:
                 reader = io.open_flows(name)
-                grouped[reader] = _copyable(reader, method, level)
+                copyable[reader] = _copyable(reader, method, level)
                 yield reader
 
-        current, pending = None, []
         for reader, block, batch in decode_all(readers()):
-            if reader is not current and current is not None:
-                yield current, pending
-                pending = []
-            current = reader
-            pending.append((block, None if grouped[reader] else batch))
-        if current is not None:
-            yield current, pending
+            yield reader, block, None if copyable[reader] else batch
         return
     from ..verify import verified
     for name in verified(names):
         reader = io.open_flows(name, threads=1)
         if _copyable(reader, method, level):
-            yield reader, ((p.load(), None) for p in reader.blocks())
+            for pending in reader.blocks():
+                yield reader, pending.load(), None
         else:
-            yield reader, reader.decoded_blocks()
+            for block, batch in reader.decoded_blocks():
+                yield reader, block, batch
         reader.close()
