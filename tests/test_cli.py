@@ -80,7 +80,7 @@ def test_fileinfo_layout(rng, tmp_path):
     fa = make_file(tmp_path / "a.pf", [random_batch(rng, 1234)])
     p = run("pyflow-fileinfo", "--fields=1-3,count-records", "--summary", fa, fa)
     lines = p.stdout.decode().splitlines()
-    assert lines[:5] == [f"{fa}:", "  format              PYFLOW(flow)",
+    assert lines[:5] == [f"{fa}:", "  format(id)          PYFLOW(flow)",
                          "  version             1.0", "  byte-order          littleEndian",
                          "  count-records       1234"]
     assert lines[-3:-1] == ["  number-files        2", "  total-records       2468"]

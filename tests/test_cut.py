@@ -158,3 +158,31 @@ def test_ipv6_records_and_policies(tmp_path):
                      path)) == ["2001:db8:c0:a8::6f:c9", "::ffff:10.0.0.1"]
     assert lines(cut("--fields=sip", "--no-titles", "--delimited", "--ipv6-policy=only",
                      path)) == ["2001:db8:c0:a8::6f:c9"]
+
+
+SILK_FILES = ["FT_RWGENERIC-v5-c1-L.dat", "FT_RWIPV6-v2-c3-L.dat",
+              "FT_RWIPV6ROUTING-v1-c1-B.dat", "FT_RWIPV6ROUTING-v3-c2-L.dat"]
+
+
+@pytest.mark.parametrize("name", SILK_FILES)
+@pytest.mark.parametrize("all_fields", [False, True])
+def test_silk_files_print_exactly_as_rwcut(name, all_fields):
+    import hashlib
+
+    from conftest import shared
+    path = shared("silk", name)
+    expected_dir = shared("silk", "expected")
+    conf = os.path.join(os.path.dirname(path), "silk.conf")
+    args = [f"--site-config-file={conf}"] + (["--all-fields"] if all_fields else [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SILK_", "PYFLOW_"))}
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "pyflow-cut"), *args, path],
+                       capture_output=True, env=env, check=True)
+    golden = "rwcut-all-fields-first-300.txt" if all_fields else "rwcut-first-300.txt"
+    with open(os.path.join(expected_dir, golden), "rb") as f:
+        first = f.read().splitlines()
+    got = p.stdout.splitlines()
+    assert got[: len(first)] == first  # readable: a failure shows the differing lines
+    sums = dict(line.split("  ", 1)[::-1] for line in
+                open(os.path.join(expected_dir, "MD5SUMS")).read().splitlines())
+    key = f"rwcut {'--all-fields ' if all_fields else ''}{name}"
+    assert hashlib.md5(p.stdout).hexdigest() == sums[key]

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SHARED, shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -723,3 +723,22 @@ def test_fuzz_truncated_and_flipped(slices, which, cut, flips):
         reader_of(data).describe()
     except FormatError:
         pass
+
+
+def test_a_silk_repository_is_a_read_only_archive_root(tmp_path):
+    """SiLK's silk.conf and hourly files, used through pyflow's archive selection."""
+    import shutil
+
+    from flowtools import api
+    src = shared("silk", "FT_RWIPV6ROUTING-v1-c1-B.dat")
+    root = tmp_path / "silk-data"
+    target = root / "out" / "2015" / "06" / "17" / "out-S3_20150617.15"
+    target.parent.mkdir(parents=True)
+    shutil.copy(src, target)
+    shutil.copy(shared("silk", "silk.conf"), root / "silk.conf")
+    files = api.archive_files(str(root), start="2015/06/17:15", types=["out"],
+                              sensors=["S3"])
+    assert files == [str(target)]
+    batch = api.archive_flows(str(root), start="2015/06/17", types=["out"])
+    assert len(batch["stime"]) == 245_340
+    assert api.archive_files(str(root), start="2015/06/17", types=["in"]) == []

@@ -92,7 +92,7 @@ def describe(name, config=None):
 
     reader = io.open_flows(name, threads=1)
     if not isinstance(reader, FlowReader):  # SiLK files describe themselves
-        return reader.describe()
+        return reader.describe(config)
     h, meta = reader.header, reader.meta
     count = blocks = decoded = 0
     tmin = tmax = None
@@ -143,6 +143,9 @@ def describe(name, config=None):
     return out
 
 
+TITLES = {"format": "format(id)", "compression": "compression(id)"}  # rwfileinfo's
+
+
 def _print_file(write, name, info, fields, titles):
     if titles:
         write(f"{name}:\n")
@@ -157,11 +160,11 @@ def _print_file(write, name, info, fields, titles):
                 continue
             if not value:
                 continue
-            write(f"  {field:<20}\n")
+            write(f"  {TITLES.get(field, field):<20}\n")
             for i, line in enumerate(value, 1):
                 write(f"{i:>20}  {line}\n")
         else:
-            write(f"  {field:<20}{value}\n" if titles else f"{value}\n")
+            write(f"  {TITLES.get(field, field):<20}{value}\n" if titles else f"{value}\n")
 
 
 def main(opts):
