@@ -269,11 +269,19 @@ class Renderer:
             return self._v4((col[:, 1] & LOW32).astype(np.uint32), width)
         if ipv6.all():
             return self._v6(col, ipv6, width)
-        mat4, len4 = self._v4((col[:, 1] & LOW32).astype(np.uint32), width)
-        mat6, len6 = self._v6(col, ipv6, width)
-        w = max(mat4.shape[1], mat6.shape[1])
-        mat4, mat6 = text.fit(mat4, len4, w), text.fit(mat6, len6, w)
-        return np.where(ipv6[:, None], mat6, mat4), np.where(ipv6, len6, len4)
+        # Mostly IPv4 records: all rows through the fast IPv4 path, then the IPv6 rows
+        # (formatted once per distinct address) put in their place.
+        where6 = np.flatnonzero(ipv6)
+        mat6, len6 = self._v6(col[where6], ipv6[where6], width)
+        mat, lens = self._v4((col[:, 1] & LOW32).astype(np.uint32), width)
+        w = max(mat.shape[1], mat6.shape[1])
+        mat = text.fit(mat, lens, w)
+        if not mat.flags.writeable or mat is out:
+            mat = mat.copy()
+        mat[where6] = text.fit(mat6, len6, w)
+        lens = lens.copy()
+        lens[where6] = len6
+        return mat, lens
 
     def _v4(self, addr, width, out=None):
         if self.ip_style == "decimal":
