@@ -303,7 +303,7 @@ class Block:
             raise FormatError(f"{where}: corrupt dictionary index in column {sub}")
         return values[index]
 
-    def _address(self, name, ipv6, dctx):
+    def _address(self, name, ipv6, dctx, where6):
         col = np.empty((self.n, 2), np.uint64)
         u64 = np.dtype(np.uint64)
         hi = self.index.get(name + ".hi")
@@ -314,7 +314,6 @@ class Block:
         col[:, 0] = 0
         np.bitwise_or(self._col(name + ".v4", np.dtype(np.uint32), dctx), schema.V4_MAPPED_LO,
                       out=col[:, 1], dtype=np.uint64)
-        where6 = np.flatnonzero(ipv6)
         if len(where6):
             col[where6, 0] = self._col(name + ".hi", u64, dctx, len(where6))
             col[where6, 1] = self._col(name + ".lo", u64, dctx, len(where6))
@@ -335,10 +334,11 @@ class Block:
         names = schema.NAMES if columns is None else columns
         out = {}
         ipv6 = self._col("ipv6", np.dtype(np.uint8), dctx).view(bool) if self.v6 else None
+        where6 = np.flatnonzero(ipv6) if self.v6 else None
         for name in names:
             if name in schema.IP_COLUMNS:
                 if self.v6:
-                    out[name] = self._address(name, ipv6, dctx)
+                    out[name] = self._address(name, ipv6, dctx, where6)
                 else:
                     out[name] = self._col(name, np.dtype(np.uint32), dctx)
             else:
