@@ -7,6 +7,7 @@ the distinct values of IPv6 addresses, which are formatted once each.
 """
 
 import ipaddress
+import threading
 
 import numpy as np
 
@@ -60,6 +61,7 @@ def _digit_count(v, base):
 
 _TABLES = {}
 _VOIDS = {}
+_BUILD = threading.RLock()  # tables are built lazily, possibly by two formatting threads
 
 
 def _void(table):
@@ -89,10 +91,11 @@ def _small_table(width, base):
     """Text of every 16-bit value, exactly `width` wide (wider values are cut: callers
     choose a width that holds the values they index)."""
     key = (width, base)
-    if key not in _TABLES:
-        mat, lens = _uint(np.arange(65536, dtype=np.uint32), width, base, 0)
-        _TABLES[key] = (np.ascontiguousarray(mat[:, mat.shape[1] - width:]), lens)
-    return _TABLES[key]
+    with _BUILD:
+        if key not in _TABLES:
+            mat, lens = _uint(np.arange(65536, dtype=np.uint32), width, base, 0)
+            _TABLES[key] = (np.ascontiguousarray(mat[:, mat.shape[1] - width:]), lens)
+        return _TABLES[key]
 
 
 def digits(vmax, base=10):
@@ -239,6 +242,11 @@ def ipv4(addr, width, zero_pad=False, out=None):
 
 
 def _ip_tables():
+    with _BUILD:
+        return _ip_tables_locked()
+
+
+def _ip_tables_locked():
     if not _HALF:
         table, lens = _halves()
         high = np.full((65536, 5, 15), SPACE, np.uint8)
@@ -354,6 +362,11 @@ _CLOCK = []
 
 def _clock_table():
     """'hh:mm:ss' for every second of a day."""
+    with _BUILD:
+        return _clock_table_locked()
+
+
+def _clock_table_locked():
     if not _CLOCK:
         sod = np.arange(86400)
         t = np.empty((86400, 8), np.uint8)
@@ -370,6 +383,11 @@ _MSEC = np.concatenate([np.full((1000, 1), ord("."), np.uint8), _TRIPLES], axis=
 
 def _dates(lo, hi, fmt):
     """Date text of the days lo..hi (a table the records' days index)."""
+    with _BUILD:
+        return _dates_locked(lo, hi, fmt)
+
+
+def _dates_locked(lo, hi, fmt):
     key = ("dates", lo, hi, fmt)
     if key in _TABLES:
         return _TABLES[key]

@@ -35,6 +35,9 @@ class CsvEmitter:
     def header(self):
         self.write((",".join(f.name for f in self.fields) + "\n").encode())
 
+    def finish(self):
+        pass
+
     def records(self, batch):
         n = len(batch["stime"])
         if not n:
@@ -56,6 +59,9 @@ class JsonEmitter:
         self.r, self.fields, self.write = renderer, fields, write
 
     def header(self):
+        pass
+
+    def finish(self):
         pass
 
     def records(self, batch):

@@ -155,6 +155,7 @@ def main(opts):
         if tail is not None and pending:
             whole = schema.concat(pending)
             emit.records(schema.take(whole, slice(max(0, len(whole["stime"]) - tail), None)))
+        emit.finish()
         if copy:
             copy.close()
         return _finish(out)
@@ -217,3 +218,6 @@ class _TextEmitter:
     def records(self, batch):
         if len(batch["stime"]):
             self.write(self.r.lines(self.fields, batch))
+
+    def finish(self):
+        pass
