@@ -137,13 +137,15 @@ def decode_v5(data):
     return header, batch
 
 
-def send_udp(datagrams, host, port, rate=None):
+def send_udp(datagrams, host, port, rate=None, schedule=None):
     """Send datagrams to host:port over UDP, paced to rate flows per second if given.
 
     Pacing follows the schedule start + flows sent / rate on time.perf_counter: datagrams go
     out as soon as they are due, and the sender sleeps whenever it gets more than 1 ms ahead,
     so flows leave in bursts of at most 1 ms worth and the average rate holds from a few
-    thousand to over a million flows/s. Returns the number of flows sent.
+    thousand to over a million flows/s. Returns the number of flows sent. A caller sending
+    in several calls passes the same dict as schedule, so that the rate holds across them
+    (time spent between calls is not added to the pacing).
     """
     try:
         family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
@@ -152,14 +154,16 @@ def send_udp(datagrams, host, port, rate=None):
     if rate is not None and rate <= 0:
         raise FlowError("the sending rate must be positive")
     sent = 0
+    schedule = {} if schedule is None else schedule
+    start = schedule.setdefault("start", time.perf_counter())
+    before = schedule.get("sent", 0)
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         # Unconnected: a collector not (yet) listening must not fail the sender.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
-        start = time.perf_counter()
         for d in datagrams:
             if rate:
                 # Bursts of up to BURST_S: sleeping for less than that is too coarse.
-                wait = start + sent / rate - time.perf_counter()
+                wait = start + (before + sent) / rate - time.perf_counter()
                 if wait > BURST_S:
                     time.sleep(wait)
             try:
@@ -167,6 +171,7 @@ def send_udp(datagrams, host, port, rate=None):
             except OSError as e:
                 raise FlowError(f"cannot send to {host}:{port}: {e}") from None
             sent += (len(d) - HEADER.itemsize) // RECORD.itemsize
+    schedule["sent"] = before + sent
     return sent
 
 

@@ -115,6 +115,7 @@ class _V5Exporter:
         self.target = None
         self.file = None
         self.rate = opts.rate
+        self.schedule = {}  # the pacing holds across batches
         self.sequence = self.sent = self.datagrams = self.skipped = 0
         if opts.netflow_v5:
             host, _, port = opts.netflow_v5.rpartition(":")
@@ -132,7 +133,8 @@ class _V5Exporter:
         self.sent += len(batch["stime"]) - skipped
         self.datagrams += len(datagrams)
         if self.target:
-            netflow5.send_udp(datagrams, self.target[0], self.target[1], rate=self.rate)
+            netflow5.send_udp(datagrams, self.target[0], self.target[1], rate=self.rate,
+                              schedule=self.schedule)
         if self.file:
             netflow5.write_datagrams(datagrams, self.file.f)
 
