@@ -461,6 +461,30 @@ def step_memory(b):
            else f"it GROWS with input size (+{fmt_bytes(grow)})"))
 
 
+def step_stream(b):
+    """The same records as one stream file: pyflow-pack writing it into a fresh archive
+    (writing without generating), and pyflow-cat reading it (large blocks, one file)."""
+    b.need_archive()
+    stream = os.path.join(b.work, "stream-full.pf")
+    if not os.path.exists(stream):
+        b.run([*b.pyflow("pyflow-cat"), f"--xargs={b.list_file}", f"--output-path={stream}"])
+    packed = os.path.join(b.work, "packed")
+    shutil.rmtree(packed, ignore_errors=True)
+    cmd = [*b.pyflow("pyflow-pack"), f"--data-rootdir={packed}", stream]
+    b.say("$ " + " ".join(cmd))
+    t, _ = b.run(cmd)
+    b.report.add(Result("stream", "pack a stream into an archive", "pyflow-pack",
+                        seconds=t.seconds, records=b.flows, max_rss=t.max_rss, cpu=t.cpu,
+                        note="write bar: >= 3M records/s"))
+    shutil.rmtree(packed, ignore_errors=True)
+    cmd = [*b.pyflow("pyflow-cat"), stream, "--output-path=/dev/null"]
+    b.say("$ " + " ".join(cmd) + "   (best of 3)")
+    t, peak, _ = best_of(3, cmd, env=b.env)
+    b.report.add(Result("stream", "full read of one stream file", "pyflow-cat",
+                        seconds=t.seconds, records=b.flows, max_rss=peak, cpu=t.cpu,
+                        note=fmt_bytes(os.path.getsize(stream))))
+
+
 STEPS = {
     "write": step_write,
     "nfdump": step_nfdump,
@@ -468,6 +492,7 @@ STEPS = {
     "disk": step_disk,
     "startup": step_startup,
     "memory": step_memory,
+    "stream": step_stream,
 }
 
 
