@@ -322,19 +322,27 @@ class Renderer:
         nsep = len(fields) - (0 if self.final else 1)
         out = np.empty((n, sum(widths) + len(sep) * nsep + 1), np.uint8)
         sepm = np.frombuffer(sep, np.uint8)
-        at = 0
-        for i, (f, w) in enumerate(zip(fields, widths, strict=True)):
-            view = out[:, at: at + w]
-            if i in ready:
-                view[...] = text.fit(ready[i][0], ready[i][1], w)
-            else:
-                self.column(f, batch, view)
-            at += w
-            if i < nsep:
-                out[:, at: at + len(sep)] = sepm
-                at += len(sep)
-        out[:, at] = 10
+        # Filled a slab of rows at a time: column after column over the whole batch would
+        # walk a matrix larger than the cache once per field.
+        for lo in range(0, n, _SLAB):
+            rows = slice(lo, min(n, lo + _SLAB))
+            part = {k: v[rows] for k, v in batch.items()}
+            at = 0
+            for i, (f, w) in enumerate(zip(fields, widths, strict=True)):
+                view = out[rows, at: at + w]
+                if i in ready:
+                    view[...] = text.fit(ready[i][0][rows], ready[i][1][rows], w)
+                else:
+                    self.column(f, part, view)
+                at += w
+                if i < nsep:
+                    out[rows, at: at + len(sep)] = sepm
+                    at += len(sep)
+            out[rows, at] = 10
         return out.data
+
+
+_SLAB = 8192
 
 
 def _local_offsets(ms):
