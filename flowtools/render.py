@@ -185,9 +185,13 @@ class Renderer:
     def column(self, field, batch, out=None):
         """(matrix, lengths) of the field's text for every record; written into out, an
         (n, W) view, when given (W from out_width)."""
-        w = self.width(field)
+        # without columns nothing is padded: widths are only minimums for the text
+        w = self.width(field) if self.columnar else 1
         values = field.values(batch)
         kind = field.kind
+        if kind in ("flags", "attributes") and not self.columnar and not self.integer_flags:
+            letters = text.TCP_FLAGS if kind == "flags" else text.ATTRIBUTES
+            return text.squeeze_blanks(*text.flag_letters(values, letters, w))
         if kind == "ip":
             mat, lens = self._ips(values, batch, w, out)
             if out is not None and mat is not out:

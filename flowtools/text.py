@@ -467,26 +467,24 @@ def layout(columns, widths, sep=b"|", columnar=True, final=True):
         return b""
     if columnar:
         return _columnar(columns, widths, sep, final, n)
+    # Delimited: each value's padding is masked out, a cache-sized slab of rows at a time.
     parts, masks = [], []
     sepm = np.frombuffer(sep, np.uint8)
-    for k, ((mat, lens), width) in enumerate(zip(columns, widths, strict=True)):
-        mat = fit(mat, lens, max(width, mat.shape[1])) if columnar else mat
+    for k, (mat, lens) in enumerate(columns):
         parts.append(mat)
-        if not columnar:
-            cols = np.arange(mat.shape[1])
-            masks.append(cols[None, :] >= (mat.shape[1] - lens[:, None]))
-        last = k == len(columns) - 1
-        if not last or final:
+        masks.append(np.arange(mat.shape[1])[None, :] >= (mat.shape[1] - lens[:, None]))
+        if k < len(columns) - 1 or final:
             parts.append(np.broadcast_to(sepm, (n, len(sep))))
-            if not columnar:
-                masks.append(np.ones((n, len(sep)), bool))
-    parts.append(np.full((n, 1), 10, np.uint8))
-    if not columnar:
-        masks.append(np.ones((n, 1), bool))
-    big = np.concatenate(parts, axis=1)
-    if columnar:
-        return big.tobytes()
-    return big[np.concatenate(masks, axis=1)].tobytes()
+            masks.append(np.broadcast_to(True, (n, len(sep))))
+    parts.append(np.broadcast_to(np.uint8(10), (n, 1)))
+    masks.append(np.broadcast_to(True, (n, 1)))
+    chunks = []
+    for lo in range(0, n, 8192):
+        rows = slice(lo, lo + 8192)
+        big = np.concatenate([p[rows] for p in parts], axis=1)
+        keep = np.concatenate([m[rows] for m in masks], axis=1)
+        chunks.append(big[keep].tobytes())
+    return b"".join(chunks)
 
 
 def _columnar(columns, widths, sep, final, n):
@@ -504,3 +502,12 @@ def _columnar(columns, widths, sep, final, n):
             at += len(sep)
     out[:, at] = 10
     return out.data
+
+
+def squeeze_blanks(mat, lens):
+    """Letters without their blank positions ('FS PA   ' -> 'FSPA'), right-aligned."""
+    keep = mat != SPACE
+    order = np.argsort(~keep, axis=1, kind="stable")
+    left = np.take_along_axis(mat, order, axis=1)
+    newlens = keep.sum(axis=1)
+    return right_align(left, newlens, mat.shape[1]), newlens

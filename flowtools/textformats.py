@@ -45,8 +45,6 @@ class CsvEmitter:
         parts = []
         for k, f in enumerate(self.fields):
             mat, lens = self.r.column(f, batch)
-            if f.kind in ("flags", "attributes"):
-                mat, lens = _strip_spaces(mat, lens)
             parts.append((mat, lens))
             parts.append(_const("," if k < len(self.fields) - 1 else "\n", n))
         self.write(_join(parts))
@@ -57,6 +55,7 @@ class JsonEmitter:
 
     def __init__(self, renderer, fields, write):
         self.r, self.fields, self.write = renderer, fields, write
+        renderer.columnar = False  # values unpadded, flags without their blanks
 
     def header(self):
         pass
@@ -72,8 +71,6 @@ class JsonEmitter:
         for k, f in enumerate(self.fields):
             parts.append(_const(("{" if k == 0 else ",") + f'"{f.name}":', n))
             mat, lens = self.r.column(f, batch)
-            if f.kind in ("flags", "attributes"):
-                mat, lens = _strip_spaces(mat, lens)
             quoted = f.kind in _QUOTED and not (
                 f.kind == "sensor" and (self.r.integer_sensors or self.r.config is None)) \
                 and not (f.kind == "flags" and self.r.integer_flags)
@@ -93,14 +90,3 @@ class JsonEmitter:
                 parts.append((mat, lens))
         parts.append(_const("}\n", n))
         self.write(_join(parts))
-
-
-def _strip_spaces(mat, lens):
-    """Flag letters without their blank positions ('FS PA   ' -> 'FSPA')."""
-    n, w = mat.shape
-    keep = mat != text.SPACE
-    newlens = keep.sum(axis=1)
-    # right-align the kept letters, preserving their order
-    order = np.argsort(~keep, axis=1, kind="stable")
-    left = np.take_along_axis(mat, order, axis=1)
-    return text.right_align(left, newlens, w), newlens

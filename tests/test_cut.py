@@ -100,6 +100,9 @@ def test_no_titles_no_columns(demo4):
         "10.0.0.1|51234|80|\n10.0.0.1|51235|443|\n10.0.0.2|53|53000|\n192.168.1.10|12345|22|\n")
     assert cut("--fields=sip,sport", "--delimited=,", "--no-titles", demo4).startswith(
         "10.0.0.1,51234\n")
+    # without columns the flags lose their blank positions, as in rwtuc's input
+    assert cut("--fields=flags,sport", "--delimited", "--no-titles", demo4).splitlines() == [
+        "FSPA|51234", "SA|51235", "|53", "FSPA|12345"]
 
 
 def test_zero_padded_force_ipv6(demo4):
