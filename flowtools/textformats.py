@@ -39,15 +39,8 @@ class CsvEmitter:
         pass
 
     def records(self, batch):
-        n = len(batch["stime"])
-        if not n:
-            return
-        parts = []
-        for k, f in enumerate(self.fields):
-            mat, lens = self.r.column(f, batch)
-            parts.append((mat, lens))
-            parts.append(_const("," if k < len(self.fields) - 1 else "\n", n))
-        self.write(_join(parts))
+        if len(batch["stime"]):
+            self.write(self.r.lines(self.fields, batch))  # rwcut's delimited layout
 
 
 class JsonEmitter:
