@@ -485,6 +485,44 @@ def step_stream(b):
                         note=fmt_bytes(os.path.getsize(stream))))
 
 
+def step_text(b):
+    """Text out and in: pyflow-cut (default layout; 5 fields delimited) vs nfdump -o csv,
+    and pyflow-tuc importing a CSV of the generated flows."""
+    b.need_archive()
+    stream = os.path.join(b.work, "stream-full.pf")
+    if not os.path.exists(stream):
+        b.run([*b.pyflow("pyflow-cat"), f"--xargs={b.list_file}", f"--output-path={stream}"])
+    runs = [("pyflow-cut, default fields", [*b.pyflow("pyflow-cut"), stream]),
+            ("pyflow-cut, 5 fields --delimited",
+             [*b.pyflow("pyflow-cut"), "--fields=sip,dip,sport,dport,protocol", "--delimited",
+              stream])]
+    for label, cmd in runs:
+        b.say("$ " + " ".join(cmd) + " > /dev/null")
+        t, _ = b.run(cmd)
+        b.report.add(Result("text", label, "pyflow-cut", seconds=t.seconds, records=b.flows,
+                            max_rss=t.max_rss, cpu=t.cpu))
+    cap = b.need_capture()
+    if cap is not None:
+        cmd = ["nfdump", "-R", b.capture, "-q", "-o", "csv"]
+        b.say("$ " + " ".join(cmd) + " > /dev/null")
+        t, _ = b.run(cmd)
+        b.report.add(Result("text", "csv output", "nfdump -o csv", seconds=t.seconds,
+                            records=cap["stored"], max_rss=t.max_rss, cpu=t.cpu))
+    if os.path.exists(os.path.join(ROOT, "bin", "pyflow-tuc")):
+        csv = os.path.join(b.work, "flows.csv")
+        with open(csv, "wb") as f:
+            subprocess.run([*b.pyflow("pyflow-cut"), "--fields=sip,dip,sport,dport,protocol,"
+                            "packets,bytes,stime", "--output-format=csv", stream], stdout=f,
+                           check=True, env=b.env)
+        cmd = [*b.pyflow("pyflow-tuc"), "--input-format=csv", csv, "--output-path=/dev/null"]
+        b.say("$ " + " ".join(cmd))
+        t, _ = b.run(cmd)
+        b.report.add(Result("text", "CSV import", "pyflow-tuc", seconds=t.seconds,
+                            records=b.flows, max_rss=t.max_rss, cpu=t.cpu,
+                            note=fmt_bytes(os.path.getsize(csv))))
+        os.unlink(csv)
+
+
 STEPS = {
     "write": step_write,
     "nfdump": step_nfdump,
@@ -493,6 +531,7 @@ STEPS = {
     "startup": step_startup,
     "memory": step_memory,
     "stream": step_stream,
+    "text": step_text,
 }
 
 
