@@ -305,6 +305,18 @@ class Renderer:
             return text.from_strings(strings, index.ravel(), width)
         return text.ipv6(col, width, self.ip_style)
 
+    def _overflowing(self, fields, batch):
+        """As rwcut does with printf widths: a value wider than its column widens only its
+        own line."""
+        cols = []
+        for f in fields:
+            mat, lens = self.column(f, batch)
+            w = self.width(f)
+            if mat.shape[1] < w:
+                mat = text.fit(mat, lens, w)
+            cols.append((mat, np.maximum(lens, w)))
+        return text.layout(cols, [0] * len(cols), self.sep.encode(), False, self.final)
+
     def lines(self, fields, batch):
         """The text lines of a batch (a bytes-like object)."""
         if not self.columnar:
@@ -322,6 +334,8 @@ class Renderer:
                 ready[i] = self.column(f, batch)
                 w = max(self.width(f), ready[i][0].shape[1])
             widths.append(w)
+        if any(w > self.width(f) for f, w in zip(fields, widths, strict=True)):
+            return self._overflowing(fields, batch)
         sep = self.sep.encode()
         nsep = len(fields) - (0 if self.final else 1)
         out = np.empty((n, sum(widths) + len(sep) * nsep + 1), np.uint8)

@@ -132,11 +132,13 @@ def _uint_split(v, width, out):
     w = max(width, 4 + digits(int(q.max())))
     if out is None:
         out = np.empty((len(v), w), np.uint8)
-    qt, qlen = _small_table(5, 10)
-    qblank = _TABLES.get(("qblank",))
+    qlen = _small_table(5, 10)[1]
+    k = min(5, out.shape[1] - 4)  # the quotient's digits, blank when it is 0
+    qblank = _TABLES.get(("qblank", k))
     if qblank is None:
-        qblank = _TABLES[("qblank",)] = np.where(np.arange(65536)[:, None] == 0, SPACE,
-                                                 qt).astype(np.uint8)
+        qt = _small_table(k, 10)[0]
+        qblank = _TABLES[("qblank", k)] = np.where(np.arange(65536)[:, None] == 0, SPACE,
+                                                   qt).astype(np.uint8)
     gather(qblank, q.astype(np.intp), out[:, : out.shape[1] - 4])
     rt = _TABLES.get(("rem",))
     if rt is None:

@@ -189,3 +189,15 @@ def test_silk_files_print_exactly_as_rwcut(name, all_fields):
                 open(os.path.join(expected_dir, "MD5SUMS")).read().splitlines())
     key = f"rwcut {'--all-fields ' if all_fields else ''}{name}"
     assert hashlib.md5(p.stdout).hexdigest() == sums[key]
+
+
+def test_wide_counters_in_every_layout(tmp_path):
+    b = schema.make_batch(3, bytes=[5, 123_456_789, 2**40], packets=[70_000, 1, 0],
+                          stime=[T0, T0, T0])
+    path = str(tmp_path / "wide.pf")
+    api.write_flows(path, [b])
+    assert lines(cut("--fields=bytes,packets", "--delimited", "--no-titles", path)) == [
+        "5|70000", "123456789|1", "1099511627776|0"]
+    # as rwcut's printf widths: only the line with the wide value is wider
+    assert lines(cut("--fields=bytes,packets", "--no-titles", path)) == [
+        "         5|     70000|", " 123456789|         1|", "1099511627776|         0|"]
