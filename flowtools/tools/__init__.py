@@ -10,6 +10,7 @@ TOOLS = {
     "pyflow-fileinfo": "fileinfo",
     "pyflow-gen": "gen",
     "pyflow-pack": "pack",
+    "pyflow-tuc": "tuc",
 }
 
 
