@@ -145,20 +145,20 @@ def split_header(line, sep):
     return parts
 
 
+def names_a_field(name):
+    """True when a title names a field (by name, not by number)."""
+    if not name or name[0].isdigit():
+        return False
+    try:
+        resolve_field(name)
+    except FlowError:
+        return False
+    return True
+
+
 def looks_like_title(names):
     """rwcut's title line: every column names a field and not by number."""
-    if not any(names):
-        return False
-    for name in names:
-        if not name:
-            continue
-        if name[0].isdigit():
-            return False
-        try:
-            resolve_field(name)
-        except FlowError:
-            return False
-    return True
+    return any(names) and all(names_a_field(n) for n in names if n)
 
 
 # ----------------------------------------------------------------------------- scalar parsers

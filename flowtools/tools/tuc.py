@@ -132,18 +132,6 @@ def _fields(text):
     return keys, names
 
 
-def _names_field(name):
-    from ..errors import FlowError
-    from ..textin import resolve_field
-    if not name or name[0].isdigit():
-        return False
-    try:
-        resolve_field(name)
-    except FlowError:
-        return False
-    return True
-
-
 def _column_map(text):
     from ..errors import FlowError
     from ..textin import resolve_field
@@ -206,7 +194,14 @@ class _Run:
         """The Layout of a file from the options and its first line (None when there is
         none); and whether that line is a title to skip."""
         from ..errors import FlowError
-        from ..textin import TITLE, Layout, looks_like_title, resolve_field, split_header
+        from ..textin import (
+            TITLE,
+            Layout,
+            looks_like_title,
+            names_a_field,
+            resolve_field,
+            split_header,
+        )
         names = None
         if first is not None:
             try:
@@ -246,7 +241,7 @@ class _Run:
                         what = "header" if self.csv else "title line"
                         hint = ("; map it with --column-map=NAME:FIELD or NAME:ignore"
                                 if self.csv else "")
-                        if not self.csv and not any(_names_field(x) for x in names):
+                        if not self.csv and not any(names_a_field(x) for x in names):
                             raise FlowError(f"{label}:{lineno}: the first line is not a "
                                             "title line: give --fields") from None
                         raise FlowError(f"{label}:{lineno}: {what}: {exc}{hint}") from None
