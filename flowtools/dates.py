@@ -149,3 +149,33 @@ def format_ms(ms):
     """SiLK's default timestamp layout, ``2009/02/12T00:00:01.000`` (UTC)."""
     ms = int(ms)
     return time.strftime("%Y/%m/%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
+
+
+_CEILING_MS = {_DAY: DAY_MS, _HOUR: HOUR_MS, _MINUTE: 60_000, _SECOND: 1000}
+
+
+def parse_window(text, option="--stime"):
+    """rwfilter's TIME_WINDOW ``START[-END]`` as inclusive epoch ms (lo, hi).
+
+    As SiLK: a lone START is that instant; an END coarser than milliseconds is rounded
+    up to the last millisecond of its day, hour, minute or second (epoch seconds count as
+    second precision)."""
+    s = text.strip() if isinstance(text, str) else ""
+    start, dash, end = s.partition("-")
+    try:
+        lo, _, _ = _parse(start)
+        if not dash:
+            return lo, lo
+        if not end:
+            raise FlowError("missing end time")
+        hi, level, epoch = _parse(end)
+    except FlowError as exc:
+        raise FlowError(f"invalid {option} '{text}': {exc}") from None
+    if epoch and level < _FRACSEC:
+        level = _SECOND
+    if level in _CEILING_MS:
+        step = _CEILING_MS[level]
+        hi = hi - hi % step + step - 1
+    if hi < lo:
+        raise FlowError(f"invalid {option} '{text}': end is before start")
+    return lo, hi

@@ -520,12 +520,15 @@ class FlowReader:
         return self.batches()
 
 
-def decode_all(readers, columns=None, keep=None, threads=2):
+def decode_all(readers, columns=None, keep=None, threads=2, work=None):
     """(reader, block, batch) for every block of a sequence of readers, in order.
 
     Blocks are decoded on a thread pool and the pipeline runs across file boundaries, so
     an archive of many small files keeps both cores busy. Readers of other formats (with
-    their own decoded_blocks) are passed through in turn."""
+    their own decoded_blocks) are passed through in turn.
+
+    work(block, decode), when given, runs on the pool in place of decoding, and its result
+    takes the place of the batch; decode(columns) gives the block's batch for columns."""
     pool = _pool(threads)
     ahead = deque()
     depth = 2 * threads + 2
@@ -535,7 +538,9 @@ def decode_all(readers, columns=None, keep=None, threads=2):
                 while ahead:
                     r, block, fut = ahead.popleft()
                     yield r, block, fut.result()
-                for block, batch in reader.decoded_blocks(columns):
+                for block, batch in reader.decoded_blocks(None if work else columns):
+                    if work is not None:
+                        batch = work(block, lambda cols, b=batch: b)
                     yield reader, block, batch
                 continue
             for pending in reader.blocks():
@@ -544,9 +549,10 @@ def decode_all(readers, columns=None, keep=None, threads=2):
                     continue
                 block = pending.load()
                 if pool is None:
-                    yield reader, block, block.decode(columns)
+                    yield reader, block, (_work(block, work) if work else block.decode(columns))
                     continue
-                ahead.append((reader, block, pool.submit(_decode, block, columns)))
+                ahead.append((reader, block, pool.submit(_work, block, work) if work
+                              else pool.submit(_decode, block, columns)))
                 if len(ahead) > depth:
                     r, block, fut = ahead.popleft()
                     yield r, block, fut.result()
@@ -594,6 +600,10 @@ def _decode(block, columns):
     if dctx is None:
         dctx = _local.dctx = zstandard.ZstdDecompressor()
     return block.decode(columns, dctx)
+
+
+def _work(block, work):
+    return work(block, lambda columns: _decode(block, columns))
 
 
 class _PendingBlock:

@@ -20,13 +20,7 @@ def select_files(config, root, hours, flowtypes=None, sensors=None, classes=None
     each class's default types). sensors: ids or names, default every sensor of each class.
     A file stored compressed as PATH.gz is yielded under that name, as SiLK reads it too.
     """
-    if flowtypes is not None and (classes is not None or types is not None):
-        raise FlowError("flowtypes cannot be combined with classes or types")
-    if flowtypes is not None:
-        ft_ids = _resolve_flowtypes(config, flowtypes)
-    else:
-        class_names = _resolve_classes(config, classes)
-        ft_ids = _resolve_types(config, types, class_names)
+    ft_ids = flowtype_ids(config, flowtypes, classes, types)
     wanted = None if sensors is None else _unique(config.sensor_id(s) for s in sensors)
     pairs = []
     for ft_id in ft_ids:
@@ -44,10 +38,19 @@ def select_files(config, root, hours, flowtypes=None, sensors=None, classes=None
                 yield path, False
 
 
+def flowtype_ids(config, flowtypes=None, classes=None, types=None):
+    """The flowtype ids a selection names (see select_files)."""
+    if flowtypes is not None and (classes is not None or types is not None):
+        raise FlowError("flowtypes cannot be combined with classes or types")
+    if flowtypes is not None:
+        return _resolve_flowtypes(config, flowtypes)
+    return _resolve_types(config, types, _resolve_classes(config, classes))
+
+
 def parse_sensor_list(config, text):
     """Sensor ids from a comma list of names, ids, id ranges ``3-5`` and ``@group``s."""
     ids = []
-    for item in _items(text, "sensor"):
+    for item in split_items(text, "sensor"):
         if item.startswith("@"):
             group = config.groups.get(item[1:])
             if group is None:
@@ -69,21 +72,22 @@ def parse_sensor_list(config, text):
 
 def parse_flowtypes(config, text):
     """Flowtype ids from a comma list of ``class/type`` pairs (``all`` allowed on either side)."""
-    return _resolve_flowtypes(config, _items(text, "flowtype"))
+    return _resolve_flowtypes(config, split_items(text, "flowtype"))
 
 
 def parse_classes(config, text):
     """Class names from a comma list (``all`` means every class unless a class has that name)."""
-    return _resolve_classes(config, _items(text, "class"))
+    return _resolve_classes(config, split_items(text, "class"))
 
 
 def parse_types(config, text, classes=None):
     """Flowtype ids for a comma list of type names (or ``all``) in `classes` (names; default
     the config's default class)."""
-    return _resolve_types(config, _items(text, "type"), _resolve_classes(config, classes))
+    return _resolve_types(config, split_items(text, "type"),
+                          _resolve_classes(config, classes))
 
 
-def _items(text, what):
+def split_items(text, what):
     items = [item.strip() for item in text.split(",")]
     if not any(items):
         raise FlowError(f"empty {what} list")

@@ -8,6 +8,7 @@ TOOLS = {
     "pyflow-cat": "cat",
     "pyflow-cut": "cut",
     "pyflow-fileinfo": "fileinfo",
+    "pyflow-filter": "filter",
     "pyflow-gen": "gen",
     "pyflow-pack": "pack",
     "pyflow-tuc": "tuc",

@@ -1,0 +1,109 @@
+"""Splitting records into pass and fail streams, block by block (rwfilter's engine).
+
+A block is judged on a decoding thread: its statistics first (a block that cannot match
+fails whole, undecoded unless an output wants its records), then only the columns the
+predicate reads, and the remaining columns only when an output needs the records. Order
+is kept: results come back in input order, and the stateful steps (--unique, the
+--max-pass/--max-fail limits) run on them in that order.
+"""
+
+import numpy as np
+
+from . import schema
+from .flowfile import decode_all
+
+
+class Judged:
+    """What the decoding thread found for one block."""
+
+    __slots__ = ("n", "mask", "batch")
+
+    def __init__(self, n, mask, batch):
+        self.n = n          # records in the block
+        self.mask = mask    # bool per record (True: passes), or False: the whole block fails
+        self.batch = batch  # the columns the outputs need, or None
+
+
+class Judge:
+    """The work function for decode_all: predicate, and which columns are wanted."""
+
+    def __init__(self, predicate, extra_columns=(), want_pass=False, want_fail=False,
+                 want_all=False, volume=False):
+        self.predicate = predicate
+        self.check = tuple(dict.fromkeys(
+            (predicate.columns if predicate else ()) + tuple(extra_columns)))
+        self.want_pass, self.want_fail, self.want_all = want_pass, want_fail, want_all
+        self.counts = ("packets", "bytes") if volume else ()
+
+    def __call__(self, block, decode):
+        stats = getattr(block, "stats", None)
+        n = getattr(block, "n", None)
+        if n is None:  # another format's chunk: already decoded
+            n = schema.nrecords(decode(None))
+        if self.predicate is not None and stats is not None \
+                and not self.predicate.may_match(stats):
+            if self.want_fail or self.want_all:
+                return Judged(n, False, decode(None))
+            return Judged(n, False, decode(list(self.counts)) if self.counts else None)
+        part = decode(list(dict.fromkeys(self.check + self.counts)))
+        mask = self.predicate.mask(part) if self.predicate is not None \
+            else np.ones(n, bool)
+        if self.want_all or (self.want_pass and mask.any()) or \
+                (self.want_fail and not mask.all()):
+            rest = [c for c in schema.NAMES if c not in part]
+            if rest:
+                part = dict(part)
+                part.update(decode(rest))
+        return Judged(n, mask, part)
+
+
+def judged_blocks(readers, judge, threads=2):
+    """(reader, Judged) for every block of the readers, in order."""
+    for reader, _, judged in decode_all(readers, threads=threads, work=judge):
+        yield reader, judged
+
+
+class Volume:
+    """Records, packets and bytes (rwfilter's statistics)."""
+
+    __slots__ = ("records", "packets", "bytes")
+
+    def __init__(self):
+        self.records = self.packets = self.bytes = 0
+
+    def add(self, batch, index=None, count=None):
+        if index is None:
+            self.records += count
+            if batch is not None and "packets" in batch:
+                self.packets += int(batch["packets"].sum(dtype=np.uint64))
+                self.bytes += int(batch["bytes"].sum(dtype=np.uint64))
+            return
+        self.records += len(index)
+        if batch is not None and "packets" in batch and len(index):
+            self.packets += int(batch["packets"][index].sum(dtype=np.uint64))
+            self.bytes += int(batch["bytes"][index].sum(dtype=np.uint64))
+
+
+def first_index_reaching(mask, remaining):
+    """Index of the record at which `remaining` more True values of mask have been seen,
+    or None when the mask holds fewer."""
+    if remaining is None:
+        return None
+    hits = np.flatnonzero(mask)
+    return int(hits[remaining - 1]) if len(hits) >= remaining else None
+
+
+def statistics_text(files, read, passed, volume):
+    """rwfilter's --print-statistics (one line) or --print-volume-statistics (table)."""
+    if not volume:
+        return (f"Files {files:5d}.  Read {read.records:10d}.  Pass {passed.records:10d}."
+                f" Fail  {read.records - passed.records:10d}.\n")
+    rows = [f"{'':>5}|{'Recs':>18}|{'Packets':>18}|{'Bytes':>20}|{'Files':>10}|",
+            f"{'Total':>5}|{read.records:18d}|{read.packets:18d}|{read.bytes:20d}|"
+            f"{files:10d}|",
+            f"{'Pass':>5}|{passed.records:18d}|{passed.packets:18d}|{passed.bytes:20d}|"
+            f"{'':>10}|",
+            f"{'Fail':>5}|{read.records - passed.records:18d}|"
+            f"{read.packets - passed.packets:18d}|{read.bytes - passed.bytes:20d}|"
+            f"{'':>10}|"]
+    return "\n".join(rows) + "\n"
