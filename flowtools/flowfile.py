@@ -436,6 +436,19 @@ class FlowWriter:
         self.records += header["n"]
         self.blocks += 1
 
+    def flush(self):
+        """Write out every record given so far as complete blocks (no end marker)."""
+        self._flush_pending()
+        self._drain(0)
+
+    def write_frames(self, data, records, blocks):
+        """Append block frames encoded by another writer with the same compression
+        (a worker process's flush() output)."""
+        self.flush()
+        self.f.write(data)
+        self.records += records
+        self.blocks += blocks
+
     def write_block(self, block):
         """Copy a block read from a file of the same compression without re-encoding it."""
         self._flush_pending()

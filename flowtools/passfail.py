@@ -71,6 +71,11 @@ class Volume:
     def __init__(self):
         self.records = self.packets = self.bytes = 0
 
+    def merge(self, other):
+        self.records += other.records
+        self.packets += other.packets
+        self.bytes += other.bytes
+
     def add(self, batch, index=None, count=None):
         if index is None:
             self.records += count
@@ -107,3 +112,81 @@ def statistics_text(files, read, passed, volume):
             f"{read.packets - passed.packets:18d}|{read.bytes - passed.bytes:20d}|"
             f"{'':>10}|"]
     return "\n".join(rows) + "\n"
+
+
+# --- many files on worker processes -----------------------------------------------------
+
+CHUNK_FILES = 32
+_job = None  # (judge, compression, level): set before the pool forks, read by workers
+
+
+class ChunkResult:
+    """What a worker found in a run of input files: counts and encoded output frames."""
+
+    def __init__(self, meta):
+        self.meta = meta          # the first file's header (for the outputs' history)
+        self.files = 0
+        self.read, self.passed = Volume(), Volume()
+        self.frames = {}          # kind -> (bytes, records, blocks)
+
+
+def _judge_chunk(names):
+    import io as _io
+
+    from . import io
+    from .flowfile import DEFAULT_LEVEL, FlowWriter
+    judge, compression, level = _job
+    result = None
+    writers = {}
+    for name in names:
+        reader = io.open_flows(name, threads=1)
+        if result is None:
+            result = ChunkResult(reader.meta)
+        result.files += 1
+        for _, j in judged_blocks([reader], judge, threads=1):
+            n, batch = j.n, j.batch
+            mask = np.zeros(n, bool) if j.mask is False else j.mask
+            idx = np.flatnonzero(mask)
+            result.read.add(batch, count=n)
+            result.passed.add(batch, idx)
+            for kind, want, sel in (("all", judge.want_all, None),
+                                    ("pass", judge.want_pass, idx),
+                                    ("fail", judge.want_fail, None)):
+                if not want:
+                    continue
+                if kind == "fail":
+                    if len(idx) == n:
+                        continue
+                    sel = np.flatnonzero(~mask)
+                if sel is not None and not len(sel):
+                    continue
+                w = writers.get(kind)
+                if w is None:
+                    w = writers[kind] = FlowWriter(_io.BytesIO(), compression=compression,
+                                                   level=level or DEFAULT_LEVEL,
+                                                   header=False, parallel=False)
+                w.write(batch if sel is None or len(sel) == n else schema.take(batch, sel))
+    for kind, w in writers.items():
+        w.flush()
+        result.frames[kind] = (w.f.getvalue(), w.records, w.blocks)
+    return result
+
+
+def judged_chunks(names, judge, compression, level, workers=2):
+    """(names, ChunkResult) for runs of the named files, judged on worker processes and
+    returned in order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _job
+    _job = (judge, compression, level)
+    chunks = [names[i: i + CHUNK_FILES] for i in range(0, len(names), CHUNK_FILES)]
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_judge_chunk, chunk) for chunk in chunks]
+        try:
+            for chunk, fut in zip(chunks, futures, strict=True):
+                yield chunk, fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()

@@ -438,11 +438,38 @@ class _Run:
             yield reader
 
     def process(self, names):
-        from .. import passfail
+        import os
+
+        from .. import io, passfail
+        workers = min(self.opts.threads, os.cpu_count() or 1)
+        if len(names) >= 16 and workers > 1 and self.unique is None \
+                and self.pass_left is None and self.fail_left is None \
+                and not any(n in io.STDIN_NAMES for n in names):
+            self._process_parallel(names, workers)
+            return
         for _, judged in passfail.judged_blocks(self._readers(names), self.judge,
                                                 max(self.opts.threads, 1)):
             if not self._block(judged):
                 break
+
+    def _process_parallel(self, names, workers):
+        """Runs of whole files judged and encoded on worker processes: small archive
+        files are bound by the interpreter, which threads do not spread over cores."""
+        import sys
+
+        from .. import passfail
+        for chunk, r in passfail.judged_chunks(names, self.judge, self.method, self.level,
+                                               workers):
+            if self.opts.print_filenames:
+                sys.stderr.write("".join(name + "\n" for name in chunk))
+            self.files += r.files
+            self.read.merge(r.read)
+            self.passed.merge(r.passed)
+            if self.sinks is None:
+                self._open_sinks([r.meta])
+            for kind, (data, records, blocks) in r.frames.items():
+                for sink in self.sinks[kind]:
+                    sink.writer.write_frames(data, records, blocks)
 
     def _block(self, j):
         """Take one judged block; False once every output has what it wants."""
