@@ -45,7 +45,8 @@ class Judge:
             if self.want_fail or self.want_all:
                 return Judged(n, False, decode(None))
             return Judged(n, False, decode(list(self.counts)) if self.counts else None)
-        part = decode(list(dict.fromkeys(self.check + self.counts)))
+        # stime at least: a batch without columns would not know its length
+        part = decode(list(dict.fromkeys(self.check + self.counts)) or ["stime"])
         mask = self.predicate.mask(part) if self.predicate is not None \
             else np.ones(n, bool)
         if self.want_all or (self.want_pass and mask.any()) or \

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, SHARED, random_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, SHARED, random_batch
 from flowtools import dates, filtering, schema
 from flowtools.errors import FlowError
 from flowtools.flowfile import FlowWriter
@@ -468,3 +468,56 @@ def test_silk_counts_match_numpy(tmp_path):
     for arg, want in cases.items():
         p = run(tool("pyflow-filter") + [arg, "--print-statistics=stdout", data])
         assert f"Pass {want.sum():10d}." in p.stdout.decode(), (arg, p.stderr)
+
+
+# SiLK's address tests come in pairs: data-v6.rwf holds data.rwf's flows with w.x.y.z
+# written as 2001:db8:w:x::y:z, so each IPv6 form must pass exactly what its IPv4 twin does.
+ADDRESS_TWINS = [
+    ("--any-address=192.168.192-255.x", "--any-address=2001:db8:c0:a8::x:c1-ff,c0:x", 461017),
+    ("--any-cidr=192.168.192.0/18",
+     "--any-cidr=2001:db8:c0:a8::c0:0/107,2001:db8:c0:a8::e0:0/107", 461017),
+    ("--not-any-address=192.168.255,192-254.x",
+     "--not-any-address=2001:db8:c0:a8:x:x:c0-ff:x", 40859),
+    ("--not-saddress=10.252-255.0-255.0,1-100,102-255,101",
+     "--not-saddress=x:x:a:fc-ff::0-ffff:0,1-fab,fad-ffff,fac", 476846),
+    ("--not-scidr=10.254.0.0/16,10.252.0.0/16,10.255.0.0/16,10.253.0.0/16",
+     "--not-scidr=2001:db8:a:fc::/62", 476846),
+    ("--saddress=10.252-255.x.x", "--saddress=2001:db8:a:fc-ff::x:x", 25030),
+    ("--scidr=10.252.0.0/15,10.254.0.0/15",
+     "--scidr=2001:db8:a:fc::/63,2001:db8:a:fe::/63", 25030),
+    ("--expr=src net 10.252.0.0/14", "--expr=src net 2001:db8:a:fc::/62", 25030),
+]
+
+
+@need_silk
+@pytest.mark.parametrize("v4, v6, passed", ADDRESS_TWINS)
+def test_silk_address_twins(v4, v6, passed):
+    outs = []
+    for arg, name in ((v4, "data.rwf"), (v6, "data-v6.rwf")):
+        p = run(tool("pyflow-filter") + [arg, "--print-statistics=stdout",
+                                         os.path.join(SILK_TESTS, name)])
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout.decode())
+    assert outs[0] == outs[1]
+    assert f"Pass {passed:10d}." in outs[0]
+
+
+def test_parallel_and_serial_runs_write_the_same(tmp_path, archive):
+    from flowtools import api
+    files = api.archive_files(str(archive), "2024/03/01", None, types=["all"])
+    listing = ("\n".join(files) + "\n").encode()
+    outs = []
+    for threads in ("1", "2"):
+        d = tmp_path / threads
+        d.mkdir()
+        p = run(tool("pyflow-filter") + ["--xargs", f"--threads={threads}", "--proto=6",
+                                         f"--pass={d}/p", f"--fail={d}/f", f"--all={d}/a"],
+                input=listing)
+        assert p.returncode == 0, p.stderr
+        outs.append([read_all(d / k) for k in "pfa"])
+    for a, b in zip(*outs, strict=True):
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert schema.nrecords(outs[0][0]) + schema.nrecords(outs[0][1]) == \
+        schema.nrecords(outs[0][2])
