@@ -22,13 +22,17 @@ demo: venv
 	@echo "== the archive: files per type"
 	@cd $(DEMO)/archive && for t in */; do printf '  %-9s %5d files\n' $${t%/} "$$(find $$t -type f | wc -l)"; done
 	@echo "== inbound web traffic of 2024/03/01 13:00, all sensors, in one stream"
-	find $(DEMO)/archive/inweb -name '*_20240301.13' | sort | $(BIN)/pyflow-cat --xargs \
-	    --output-path=$(DEMO)/web-13h.pf
+	$(BIN)/pyflow-filter --data-rootdir=$(DEMO)/archive --start-date=2024/03/01:13 \
+	    --type=inweb --all-destination=$(DEMO)/web-13h.pf
 	$(BIN)/pyflow-fileinfo --fields=count-records,bytes-per-record,time-range,command-lines \
 	    $(DEMO)/web-13h.pf
 	@echo "== its first ten flows"
 	$(BIN)/pyflow-cut --fields=sip,dip,sport,dport,protocol,packets,bytes,flags,stime,sensor \
 	    --num-recs=10 $(DEMO)/web-13h.pf
+	@echo "== SYN-only probes of port 445 on the first day: counts, then the first five"
+	$(BIN)/pyflow-filter --data-rootdir=$(DEMO)/archive --start-date=2024/03/01 --type=in \
+	    --proto=6 --dport=445 --flags-all=S/SA --print-statistics --pass=stdout \
+	    | $(BIN)/pyflow-cut --fields=sip,dip,dport,flags,stime --num-recs=5
 	@echo "== the whole archive, as CSV rows for other tools (first five)"
 	find $(DEMO)/archive -type f | $(BIN)/pyflow-cat --xargs \
 	    | $(BIN)/pyflow-cut --fields=stime,sip,dip,dport,protocol,bytes --output-format=csv \

@@ -76,8 +76,9 @@ class Tool:
     """A tool's declaration: name, texts, shared option groups and its own arguments."""
 
     def __init__(self, name, summary, description, uses=(), add_arguments=None,
-                 examples=()):
+                 examples=(), sections=()):
         self.name = name
+        self.sections = list(sections)  # (title, preformatted text) for the man page
         self.summary = summary
         self.description = description
         self.uses = uses

@@ -39,6 +39,8 @@ def render(name):
            ".SH SYNOPSIS", f"\\fB{_esc(name)}\\fR [\\fIOPTIONS\\fR]"
            + (" [\\fIFILE\\fR ...]" if "inputs" in tool.uses else ""),
            ".SH DESCRIPTION", _esc(tool.description)]
+    for title, text in tool.sections:
+        out += [f".SH {_esc(title.upper())}", ".nf", _esc(text.rstrip("\n")), ".fi"]
     for group in parser._action_groups:
         actions = [a for a in group._group_actions
                    if a.option_strings and a.help != argparse.SUPPRESS]

@@ -521,3 +521,81 @@ def test_parallel_and_serial_runs_write_the_same(tmp_path, archive):
             np.testing.assert_array_equal(a[k], b[k])
     assert schema.nrecords(outs[0][0]) + schema.nrecords(outs[0][1]) == \
         schema.nrecords(outs[0][2])
+
+
+def _set_text_as_cidrs(name):
+    with open(os.path.join(SILK_TESTS, name)) as f:
+        return ",".join(line.split("#")[0].strip() for line in f
+                        if line.split("#")[0].strip())
+
+
+@need_silk
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+@pytest.mark.parametrize("which", ["s", "d", "any"])
+def test_silk_sets_pass_what_their_text_says(n, which):
+    """--sipset (SiLK's own IPset files) passes exactly what --scidr of the addresses the
+    set was built from passes, and --not-sipset the rest."""
+    data = os.path.join(SILK_TESTS, "data.rwf")
+    setfile = os.path.join(SILK_TESTS, f"set{n}-v4.set")
+    cidrs = _set_text_as_cidrs(f"set{n}-v4.txt")
+    setopt = {"s": "sipset", "d": "dipset", "any": "anyset"}[which]
+    cidropt = {"s": "scidr", "d": "dcidr", "any": "any-cidr"}[which]
+    outs = []
+    for arg in (f"--{setopt}={setfile}", f"--{cidropt}={cidrs}",
+                f"--not-{setopt}={setfile}"):
+        p = run(tool("pyflow-filter") + [arg, "--print-statistics=stdout", data])
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout.decode())
+    assert outs[0] == outs[1]
+    passed = int(outs[0].split("Pass")[1].split(".")[0])
+    assert f"Pass {501876 - passed:10d}." in outs[2]
+
+
+def test_a_set_from_standard_input(tmp_path, flows):
+    from flowtools import ipset
+    path, _ = flows
+    allrec = read_all(path)
+    chosen = allrec["sip"][::7]
+    s = ipset.IPSet.from_addresses(chosen)
+    setfile = tmp_path / "a.set"
+    ipset.write_set(s, str(setfile))
+    p = run(tool("pyflow-filter") + ["--sipset=-", "--print-statistics=stdout", str(path)],
+            stdin=open(setfile, "rb"))
+    assert p.returncode == 0, p.stderr
+    want = s.contains(allrec["sip"]).sum()
+    assert want >= len(np.unique(chosen, axis=0)) > 0
+    assert f"Pass {want:10d}." in p.stdout.decode()
+
+
+def test_tuple_file(tmp_path, flows):
+    path, _ = flows
+    (tmp_path / "t.txt").write_text("# sport and protocol\n25,6\n53 , 17\n")
+    allrec = read_all(path)
+    s, d, pr = allrec["sport"], allrec["dport"], allrec["protocol"]
+    fwd = ((s == 25) & (pr == 6)) | ((s == 53) & (pr == 17))
+    rev = ((d == 25) & (pr == 6)) | ((d == 53) & (pr == 17))
+    for direction, want in (("forward", fwd), ("reverse", rev), ("both", fwd | rev)):
+        p = run(tool("pyflow-filter") + [f"--tuple-file={tmp_path}/t.txt",
+                                         "--tuple-fields=sport,proto", "--tuple-delim=,",
+                                         f"--tuple-direction={direction}",
+                                         "--print-statistics=stdout", str(path)])
+        assert p.returncode == 0, p.stderr
+        assert f"Pass {want.sum():10d}." in p.stdout.decode(), direction
+    (tmp_path / "bad.txt").write_text("25,6\n25,x\n")
+    p = run(tool("pyflow-filter") + [f"--tuple-file={tmp_path}/bad.txt",
+                                     "--tuple-fields=sport,proto", "--tuple-delim=,",
+                                     "--print-statistics", str(path)])
+    assert p.returncode == 1 and b"line 2" in p.stderr
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_unique_passes_the_first_record_of_each_key(tmp_path, flows, exact):
+    path, _ = flows
+    allrec = read_all(path)
+    key = np.stack([allrec["sport"], allrec["protocol"]], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    p = run(tool("pyflow-filter") + ["--unique=sport,protocol", f"--pass={tmp_path}/u"]
+            + (["--unique-exact"] if exact else []) + [str(path)])
+    assert p.returncode == 0, p.stderr
+    got = read_all(tmp_path / "u")
+    np.testing.assert_array_equal(got["stime"], allrec["stime"][np.sort(first)])

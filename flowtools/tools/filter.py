@@ -160,6 +160,26 @@ def _count(text):
     return int(text)
 
 
+EXPRESSIONS = """\
+--expr takes nfdump's filter syntax, AND-ed with the other switches:
+  expr  := expr or expr | expr and expr | not expr | ( expr )     (also || && !)
+           precedence: not > and > or; keywords are case-insensitive
+  prim  := any | ipv4 | inet | ipv6 | inet6
+         | proto NAME|N                          (tcp udp icmp icmp6 gre esp ah sctp ...)
+         | [DIR] ip|host ADDR[/BITS] | [DIR] ip|host in [ ADDR ... ]
+         | [DIR] net ADDR/BITS | [DIR] net A.B.C.D M.M.M.M
+         | [DIR] port [CMP] N | [DIR] port in [ N ... ]
+         | [in|out] if [CMP] N                    (SNMP interfaces)
+         | packets|bytes|duration|pps|bps|bpp [CMP] N
+         | flags LETTERS                          (all of them set, TCP only)
+         | icmp-type|icmp-code [CMP] N
+         | first|last seen [CMP] YYYY-MM-DDThh:mm:ss
+  DIR   := src | dst | src or dst | src and dst | next    (next: the next hop)
+  CMP   := = == eq | < lt | > gt | <= le | >= ge          (default: equal)
+  N     := decimal, 0xHEX, or with a K/M/G/T suffix (x1000 each)
+Fields pyflow does not store (tos, as, vlan, mac, mpls, ...) are errors.
+"""
+
 TOOL = Tool(
     name="pyflow-filter",
     summary="Select flow records from the archive or from files and partition them.",
@@ -172,6 +192,7 @@ TOOL = Tool(
                 "decides.",
     uses=("inputs", "compression", "notes", "site"),
     add_arguments=_add_arguments,
+    sections=[("Expressions", EXPRESSIONS)],
     examples=[
         "pyflow-filter --start-date=2024/03/01 --end-date=2024/03/02 --type=in "
         "--proto=6 --dport=445 --pass=stdout | pyflow-cut --fields=sip,dip,stime",
