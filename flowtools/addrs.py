@@ -108,6 +108,8 @@ def last_le128(khi, klo, qhi, qlo):
     none. One search on the high halves; queries whose high half ties with a key are
     resolved by a vectorised binary search over the low halves of that run of keys."""
     j = np.searchsorted(khi, qhi, "right") - 1
+    if not len(khi):
+        return j
     jj = np.maximum(j, 0)
     fix = (j >= 0) & (khi[jj] == qhi) & (klo[jj] > qlo)
     if fix.any():
