@@ -135,9 +135,10 @@ def _add_arguments(p):
                              "are OR-ed)")
     for name, metavar, text in PARTITIONING:
         g.add_argument(name, action="append", metavar=metavar, help=text)
-    g.add_argument("--unique-capacity", type=_count, default=100_000_000, metavar="N",
-                   help="Distinct keys --unique expects; sizes its Bloom filter "
-                        "(default 100000000: 180 MB at the default rate).")
+    g.add_argument("--unique-capacity", type=_count, default=10_000_000, metavar="N",
+                   help="Distinct keys --unique expects; sizes its Bloom filter (default "
+                        "10000000: 31 MB at the default rate). Beyond it the filter grows "
+                        "by doubling.")
     g.add_argument("--unique-fp-rate", type=float, default=0.001, metavar="P",
                    help="Bloom filter false-positive rate for --unique: the chance that "
                         "a first record is taken for a repeat (default 0.001).")
@@ -228,7 +229,7 @@ def main(opts):
             config = cli.site_config(opts)
     predicate = filtering.compile_switches(values, config,
                                            selection_partitions=not from_archive)
-    predicate = _with_tuples(opts, predicate)
+    predicate = _with_tuples(opts, predicate, names)
     unique = _unique(opts)
     stats_path, volume = _statistics_target(opts)
     _check_outputs(opts, stats_path, predicate is not None or unique is not None)
@@ -313,7 +314,7 @@ def sys_stdin_is_tty():
         return True
 
 
-def _with_tuples(opts, predicate):
+def _with_tuples(opts, predicate, names):
     from ..errors import FlowError
     from ..predicate import And
     if opts.tuple_file is None:
@@ -324,9 +325,16 @@ def _with_tuples(opts, predicate):
     for key in TUPLE_KEYS:
         if len(getattr(opts, _dest(key)) or []) > 1:
             raise FlowError(f"invalid --{key}: switch used multiple times")
-    from ..tuples import load_tuples
+
     def first(key):
-        return ((getattr(opts, _dest(key)) or [None])[0])
+        return (getattr(opts, _dest(key)) or [None])[0]
+
+    from .. import io
+    if first("tuple-file") in io.STDIN_NAMES and (
+            opts.xargs in io.STDIN_NAMES or any(n in io.STDIN_NAMES for n in names)):
+        raise FlowError("--tuple-file and the flow records cannot both come from the "
+                        "standard input")
+    from ..tuples import load_tuples
     tuples = load_tuples(first("tuple-file"), first("tuple-fields"),
                          first("tuple-delimiter") or "|",
                          first("tuple-direction") or "forward")
