@@ -18,7 +18,7 @@ SELECT_BAR = 10.0
 UNIQUE_BAR = 10_000_000
 
 
-class StepFailed(Exception):
+class StepFailed(RuntimeError):
     pass
 
 

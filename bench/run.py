@@ -13,6 +13,14 @@ Steps (each a function below, registered in STEPS; add new ones the same way):
            (bar: pyflow <= 12 B/flow and <= nfdump's smallest)
   startup  pyflow-cat --version, best of 10 (bar < 0.15 s)
   memory   peak RSS of pyflow-cat reading a stream of N vs N/10 records (must not grow)
+  stream   pyflow-pack and pyflow-cat of the N records as one stream file
+  text     pyflow-cut and pyflow-tuc (text out and in) vs nfdump -o csv
+  sort     pyflow-sort --fields=sip,stime of the stream: --sort-buffer-size=512M (runs in
+           temporary files; bars: >= 2M records/s, peak RSS <= 512 MiB + 200 MiB) and the
+           default buffer (all in memory at 10M)
+  filter   pyflow-filter --proto=6 --dport=445 to a file vs nfdump -w (bar: 2x records/s)
+  select   one hour and an outside /24 vs nfdump -t (bar: 10x faster)
+  unique   pyflow-filter --unique=sip,dip over the archive (bar: 10M records/s)
 
 Work files go to bench/work/ (recreated each run; --reuse keeps the archive and the nfcapd
 capture when they were made for the same --flows). Results: bench/results/latest.json.
@@ -32,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import filter_steps  # noqa: E402
 import nfdump  # noqa: E402
 from harness import (  # noqa: E402
     DEVNULL,
@@ -52,6 +61,9 @@ READ_BAR = 1.5                 # pyflow records/s over nfdump's
 BYTES_BAR = 12.0               # bytes per flow
 STARTUP_BAR = 0.15             # seconds
 MEMORY_SLACK = (0.20, 16 << 20)  # N-record peak may exceed the N/10 one by 20% or 16 MiB
+SORT_BAR = 2_000_000           # records/s
+SORT_BUFFER = 512 << 20        # --sort-buffer-size of the timed sort
+SORT_SLACK = 200 << 20         # its peak RSS may exceed the buffer by this much
 
 
 class Bench:
@@ -59,6 +71,7 @@ class Bench:
 
     def __init__(self, args):
         self.args = args
+        self.gen_args = GEN_ARGS
         self.flows = args.flows
         self.work = os.path.abspath(args.work)
         self.archive = os.path.join(self.work, "archive")
@@ -523,6 +536,35 @@ def step_text(b):
         os.unlink(csv)
 
 
+def step_sort(b):
+    """pyflow-sort --fields=sip,stime of the N-record stream, with a 512 MiB buffer (sorted
+    runs through temporary files) and with the default buffer (in memory at 10M)."""
+    b.need_archive()
+    stream = os.path.join(b.work, "stream-full.pf")
+    if not os.path.exists(stream):
+        b.run([*b.pyflow("pyflow-cat"), f"--xargs={b.list_file}", f"--output-path={stream}"])
+    temp = os.path.join(b.work, "sort-tmp")
+    os.makedirs(temp, exist_ok=True)
+    rows = {}
+    for label, size in (("512M buffer, external", "--sort-buffer-size=512M"),
+                        ("default buffer (1920m)", None)):
+        cmd = [*b.pyflow("pyflow-sort"), "--fields=sip,stime", f"--temp-directory={temp}",
+               *([size] if size else []), stream, "--output-path=/dev/null"]
+        b.say("$ " + " ".join(cmd))
+        t, _ = b.run(cmd)
+        left = os.listdir(temp)
+        rows[label] = b.report.add(Result(
+            "sort", f"sort by sip,stime, {label}", "pyflow-sort", seconds=t.seconds,
+            records=b.flows, max_rss=t.max_rss, cpu=t.cpu,
+            note="temporary files left behind!" if left else ""))
+    shutil.rmtree(temp, ignore_errors=True)
+    ext = rows["512M buffer, external"]
+    b.report.check("sort >= 2M records/s (512M buffer)", ext.records_per_sec >= SORT_BAR,
+                   f"{ext.records_per_sec / 1e6:.2f} M records/s")
+    b.report.check("sort peak RSS <= buffer + 200 MiB", ext.max_rss <= SORT_BUFFER + SORT_SLACK,
+                   f"peak RSS {fmt_bytes(ext.max_rss)} with --sort-buffer-size=512M")
+
+
 STEPS = {
     "write": step_write,
     "nfdump": step_nfdump,
@@ -532,6 +574,10 @@ STEPS = {
     "memory": step_memory,
     "stream": step_stream,
     "text": step_text,
+    "sort": step_sort,
+    "filter": filter_steps.step_filter,
+    "select": filter_steps.step_select,
+    "unique": filter_steps.step_unique,
 }
 
 

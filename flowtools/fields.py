@@ -189,9 +189,7 @@ def columns_for(fields):
 
 
 def sort_order(batch, fields, reverse=False):
-    """A stable permutation ordering records by fields (first field most significant)."""
-    keys = []
-    for f in reversed(fields):
-        keys.extend(f.sort_key(batch))
-    order = np.lexsort(keys) if keys else np.arange(len(batch["stime"]))
-    return order[::-1] if reverse else order
+    """A stable permutation ordering records by fields (first field most significant);
+    reversed, equal keys still keep their input order (see sorting.order)."""
+    from .sorting import order
+    return order(batch, fields, reverse)

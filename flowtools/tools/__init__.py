@@ -11,6 +11,7 @@ TOOLS = {
     "pyflow-filter": "filter",
     "pyflow-gen": "gen",
     "pyflow-pack": "pack",
+    "pyflow-sort": "sort",
     "pyflow-tuc": "tuc",
 }
 

@@ -206,6 +206,7 @@ TOOL = Tool(
 
 
 SELECTION_KEYS = ("class", "type", "flowtypes", "sensors")
+UNIQUE_GROUP = 1 << 16  # records judged by --unique at once
 TUPLE_KEYS = ("tuple-file", "tuple-fields", "tuple-direction", "tuple-delimiter")
 
 
@@ -434,7 +435,7 @@ class _Run:
         self.fail_left = opts.max_fail_records if self.fail_paths else None
         self.pass_open = bool(self.pass_paths)
         self.fail_open = bool(self.fail_paths)
-        self.judge = passfail.Judge(predicate, unique.columns if unique else (),
+        self.judge = passfail.Judge(predicate, (*unique.columns, "stime") if unique else (),
                                     want_pass=bool(self.pass_paths),
                                     want_fail=bool(self.fail_paths),
                                     want_all=bool(self.all_paths), volume=volume)
@@ -476,10 +477,47 @@ class _Run:
                 and not any(n in io.STDIN_NAMES for n in names):
             self._process_parallel(names, workers)
             return
+        group, size = [], 0
         for _, judged in passfail.judged_blocks(self._readers(names), self.judge,
                                                 max(self.opts.threads, 1)):
-            if not self._block(judged):
-                break
+            if self.unique is None:
+                if not self._block(judged):
+                    return
+                continue
+            # --unique judges runs of blocks at once: small archive files would
+            # otherwise pay its fixed cost per file
+            group.append(judged)
+            size += judged.n
+            if size >= UNIQUE_GROUP:
+                if not self._group(group):
+                    return
+                group, size = [], 0
+        self._group(group)
+
+    def _group(self, group):
+        import numpy as np
+
+        from .. import schema
+        parts, owners = [], []
+        for j in group:
+            if j.mask is False:
+                continue
+            idx = np.flatnonzero(j.mask)
+            if len(idx):
+                cols = {c: j.batch[c] for c in (*self.unique.columns, "stime", "ipv6")
+                        if c in j.batch}
+                parts.append(schema.take(cols, idx))
+                owners.append((j, idx))
+        if parts:
+            first = self.unique.first(schema.concat(parts))
+            at = 0
+            for j, idx in owners:
+                seen = ~first[at: at + len(idx)]
+                at += len(idx)
+                if seen.any():
+                    j.mask = j.mask.copy()
+                    j.mask[idx[seen]] = False
+        return all(self._block(j) for j in group)
 
     def _process_parallel(self, names, workers):
         """Runs of whole files judged and encoded on worker processes: small archive
@@ -507,16 +545,6 @@ class _Run:
         from .. import schema
         n, batch = j.n, j.batch
         m = np.zeros(n, bool) if j.mask is False else j.mask
-        if self.unique is not None and j.mask is not False:
-            idx = np.flatnonzero(m)
-            if len(idx):
-                cols = {c: batch[c] for c in self.unique.columns}
-                if "ipv6" in batch:
-                    cols["ipv6"] = batch["ipv6"]
-                first = self.unique.first(schema.take(cols, idx))
-                if not first.all():
-                    m = m.copy()
-                    m[idx[~first]] = False
         end = self._end(m, n)
         if end < n:
             m = m[:end]
