@@ -419,6 +419,20 @@ def _write_text(path, text):
     out.commit()
 
 
+PARALLEL_BYTES = 8 << 20  # smaller inputs do not repay starting worker processes
+
+
+def _total_size(names):
+    import os
+    total = 0
+    for name in names:
+        try:
+            total += os.path.getsize(name)
+        except OSError:
+            pass  # reported when it is opened
+    return total
+
+
 class _Run:
     """One pass over the inputs: judging, limits, outputs and counts."""
 
@@ -474,7 +488,8 @@ class _Run:
         workers = min(self.opts.threads, os.cpu_count() or 1)
         if len(names) >= 16 and workers > 1 and self.unique is None \
                 and self.pass_left is None and self.fail_left is None \
-                and not any(n in io.STDIN_NAMES for n in names):
+                and not any(n in io.STDIN_NAMES for n in names) \
+                and _total_size(names) >= PARALLEL_BYTES:
             self._process_parallel(names, workers)
             return
         group, size = [], 0
