@@ -12,6 +12,7 @@ import threading
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 
 import numpy as np
 import zstandard
@@ -43,16 +44,49 @@ def _shuffle(stored, w):
     return np.ascontiguousarray(stored.view(np.uint8).reshape(-1, w).T)
 
 
-def _unshuffle(buf, w, n):
-    if w == 1:
-        return np.frombuffer(buf, np.uint8)
-    # Shifting whole planes into place is several times faster than a strided transpose.
-    planes = np.frombuffer(buf, np.uint8).reshape(w, n)
-    out = planes[w - 1].astype(f"<u{w}")
-    for k in range(w - 2, -1, -1):
+_U = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+
+
+def _stored(buf, at, w, n, shuffled):
+    """The n stored w-byte values at byte offset at of buf, byte shuffle undone."""
+    if not shuffled or w == 1:
+        return np.frombuffer(buf, _U[w], n, at)
+    planes = np.frombuffer(buf, np.uint8, w * n, at).reshape(w, n)
+    # The cheapest way back depends on the size (measured): one strided copy for short
+    # columns, shifting two planes together, or one strided write per byte plane.
+    if n <= 512:
+        return planes.T.copy().view(_U[w]).reshape(n)
+    if w == 2:
+        out = planes[1].astype(_U[2])
         out <<= 8
-        out |= planes[k]
+        out |= planes[0]
+        return out
+    out = np.empty(n, _U[w])
+    dst = out.view(np.uint8).reshape(n, w)
+    for k in range(w):
+        dst[:, k] = planes[k]
     return out
+
+
+def _unshuffle(buf, w, n):
+    return _stored(buf, 0, w, n, True)
+
+
+def _finish(stored, enc, base, dtype):
+    """Stored values (offsets from base, or deltas) as the column's values."""
+    if enc == "d":
+        out = np.cumsum(stored, dtype=dtype)
+        if base:
+            out += dtype.type(base)
+        return out
+    if base == 0:
+        return stored if stored.dtype == dtype else stored.astype(dtype)
+    return np.add(stored, dtype.type(base), dtype=dtype)
+
+
+def _constant(value, dtype, n):
+    # A read-only zero-stride view: a constant column costs nothing to "decode".
+    return np.ndarray((n,), dtype, buffer=np.array([value], dtype), strides=(0,))
 
 
 def encode_int(name, col, cctx, delta=None, shuffle=True, packed=False):
@@ -116,8 +150,7 @@ def decode_int(desc, data, n, dtype, dctx, where, checked=False):
     if n == 0:
         return np.zeros(0, dtype)
     if enc == "c":
-        # A read-only zero-stride view: a constant column costs nothing to "decode".
-        return np.ndarray((n,), dtype, buffer=np.array([base], dtype), strides=(0,))
+        return _constant(base, dtype, n)
     if not checked and zlib.crc32(data) != crc:
         raise FormatError(f"{where}: checksum mismatch in column {name}")
     if dctx is not None:
@@ -129,16 +162,9 @@ def decode_int(desc, data, n, dtype, dctx, where, checked=False):
         raw = data
     if len(raw) != n * w:
         raise FormatError(f"{where}: column {name} has {len(raw)} bytes, expected {n * w}")
-    stored = _unshuffle(raw, w, n) if shuffled else np.frombuffer(raw, f"<u{w}")
-    if enc == "o" or enc == "x":
-        if base == 0:
-            return stored if stored.dtype == dtype else stored.astype(dtype)
-        return np.add(stored, dtype.type(base), dtype=dtype)
-    if enc == "d":
-        out = np.cumsum(stored, dtype=dtype)
-        out += dtype.type(base)
-        return out
-    raise FormatError(f"{where}: unknown column encoding {enc!r}")
+    if enc not in ("o", "x", "d"):
+        raise FormatError(f"{where}: unknown column encoding {enc!r}")
+    return _finish(_stored(raw, 0, w, n, shuffled), enc, base, dtype)
 
 
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -248,19 +274,19 @@ class Block:
         self.stats = header["stats"]
         self.payload = payload
         self.where = _Where(reader, header)
-        self.index = {c[0]: c for c in header["cols"]}
-        self.offsets = {}
         self.packed = "z" in header
         self.raw = None
-        sizes = header["raw"] if self.packed else [c[5] for c in header["cols"]]
-        if len(sizes) != len(header["cols"]):
+        cols = header["cols"]
+        sizes = header["raw"] if self.packed else [c[5] for c in cols]
+        if len(sizes) != len(cols):
             raise FormatError(f"{reader.where(self)}: corrupt block header")
-        self.sizes = {}
-        at = 0
-        for c, size in zip(header["cols"], sizes, strict=True):
-            self.offsets[c[0]] = at
-            self.sizes[c[0]] = size
-            at += size
+        # name -> (descriptor, offset, size) in the payload (packed: the raw frame)
+        try:
+            self.index = {c[0]: (c, at, size) for c, at, size in
+                          zip(cols, accumulate(sizes, initial=0), sizes, strict=False)
+                          if len(c) == 8}
+        except (TypeError, KeyError):
+            raise FormatError(f"{reader.where(self)}: corrupt block header") from None
 
     def _unpack(self, dctx):
         where = self.where
@@ -276,43 +302,55 @@ class Block:
             raise FormatError(f"{where}: corrupt block ({exc})") from None
         if len(self.raw) != size:
             raise FormatError(f"{where}: corrupt block (size {len(self.raw)} of {size})")
-        self.raw = memoryview(self.raw)  # columns are zero-copy slices of it
+        return self.raw
 
     def _col(self, sub, dtype, dctx, count=None):
         count = self.n if count is None else count
-        desc = self.index.get(sub)
-        if desc is None or desc[7] != count:
+        entry = self.index.get(sub)
+        if entry is None or entry[0][7] != count:
             raise FormatError(f"{self.where}: block lacks column {sub}"
-                              + ("" if desc is None else f" of {count} values"))
-        at = self.offsets[sub]
-        where = self.where
-        if self.packed:
-            if self.raw is None:
-                self._unpack(dctx)
-            data, dctx, checked = self.raw[at: at + self.sizes[sub]], None, True
+                              + ("" if entry is None else f" of {count} values"))
+        desc, at, size = entry
+        enc = desc[1]
+        if enc == "c":
+            return _constant(desc[3], dtype, count)
+        if not self.packed:
+            data = self.payload[at: at + size]
+            if enc != "x":
+                return decode_int(desc, data, count, dtype, dctx, self.where)
+            stored = decode_int(desc, data, count, _U[desc[2]], dctx, self.where)
         else:
-            data, checked = self.payload[at: at + desc[5]], False
-        if desc[1] != "x":
-            return decode_int(desc, data, count, dtype, dctx, where, checked)
-        index = decode_int(desc, data, count, np.dtype(np.intp), dctx, where, checked)
+            # Columns are views of the block's one decompressed frame: no per-column
+            # checksum (the frame has one) and no copy before the values are finished.
+            raw = self.raw if self.raw is not None else self._unpack(dctx)
+            w = desc[2]
+            if size != w * count or enc not in ("o", "d", "x"):
+                raise FormatError(f"{self.where}: corrupt column {sub}")
+            stored = _stored(raw, at, w, count, desc[4])
+            if enc != "x":
+                return _finish(stored, enc, desc[3], dtype)
+            if desc[3]:
+                stored = _finish(stored, "o", desc[3], np.dtype(np.intp))
         table = self.index.get(sub + "#d")
-        if table is None:
-            raise FormatError(f"{where}: block lacks column {sub}#d")
-        values = self._col(sub + "#d", dtype, dctx, table[7])
-        if len(index) and (index.max() >= len(values) or index.min() < 0):
-            raise FormatError(f"{where}: corrupt dictionary index in column {sub}")
-        return values[index]
+        if table is None or type(table[0][7]) is not int or not 0 < table[0][7] <= self.n:
+            raise FormatError(f"{self.where}: block lacks column {sub}#d")
+        values = self._col(sub + "#d", dtype, dctx, table[0][7])
+        try:
+            return values.take(stored, mode="raise")
+        except IndexError:
+            raise FormatError(f"{self.where}: corrupt dictionary index in column {sub}") \
+                from None
 
     def _address(self, name, ipv6, dctx, where6):
         col = np.empty((self.n, 2), np.uint64)
-        u64 = np.dtype(np.uint64)
+        u64 = _U[8]
         hi = self.index.get(name + ".hi")
-        if hi is not None and hi[7] == self.n:
+        if hi is not None and hi[0][7] == self.n:
             col[:, 0] = self._col(name + ".hi", u64, dctx)
             col[:, 1] = self._col(name + ".lo", u64, dctx)
             return col
         col[:, 0] = 0
-        np.bitwise_or(self._col(name + ".v4", np.dtype(np.uint32), dctx), schema.V4_MAPPED_LO,
+        np.bitwise_or(self._col(name + ".v4", _U[4], dctx), schema.V4_MAPPED_LO,
                       out=col[:, 1], dtype=np.uint64)
         if len(where6):
             col[where6, 0] = self._col(name + ".hi", u64, dctx, len(where6))
@@ -323,7 +361,7 @@ class Block:
         """The block's records as a batch; only the named columns when given."""
         try:
             return self._decode(columns, dctx)
-        except (ValueError, OverflowError, TypeError) as exc:
+        except (ValueError, OverflowError, TypeError, KeyError, IndexError) as exc:
             raise FormatError(f"{self.where}: corrupt block ({exc})") from None
 
     def _decode(self, columns, dctx):
@@ -333,14 +371,14 @@ class Block:
             dctx = None
         names = schema.NAMES if columns is None else columns
         out = {}
-        ipv6 = self._col("ipv6", np.dtype(np.uint8), dctx).view(bool) if self.v6 else None
+        ipv6 = self._col("ipv6", _U[1], dctx).view(bool) if self.v6 else None
         where6 = np.flatnonzero(ipv6) if self.v6 else None
         for name in names:
             if name in schema.IP_COLUMNS:
                 if self.v6:
                     out[name] = self._address(name, ipv6, dctx, where6)
                 else:
-                    out[name] = self._col(name, np.dtype(np.uint32), dctx)
+                    out[name] = self._col(name, _U[4], dctx)
             else:
                 out[name] = self._col(name, schema.COLUMNS[name], dctx)
         if self.v6:  # always: it is what marks a batch as IPv6
@@ -348,28 +386,22 @@ class Block:
         return out
 
 
-_ENCODINGS = {"c": (0,), "o": (1, 2, 4, 8), "d": (1, 2, 4, 8), "x": (1, 2, 4, 8)}
-
-
 def _check_block_header(header):
-    """Validate a block header read from a file; returns its payload size. Anything odd
-    left in values is caught when the column is decoded."""
+    """Validate a block header read from a file; returns its payload size. The column
+    descriptors are checked when a column is decoded (a skipped block costs nothing)."""
     n = header["n"]
     if type(n) is not int or not 0 < n <= 1 << 28 or type(header["v6"]) is not bool \
-            or type(header["stats"]) is not dict:
+            or type(header["stats"]) is not dict or type(header["cols"]) is not list:
         raise ValueError("bad block header")
-    size = 0
-    for c in header["cols"]:
-        if type(c) is not list or len(c) != 8 or c[2] not in _ENCODINGS.get(c[1], ()) \
-                or type(c[5]) is not int or c[5] < 0 or type(c[7]) is not int \
-                or not 0 <= c[7] <= n or type(c[0]) is not str:
-            raise ValueError("bad column descriptor")
-        size += c[5]
     if "z" in header:
         size = header["size"]
         if type(size) is not int or size < 0 or type(header["raw"]) is not list:
             raise ValueError("bad packed block header")
-    return size
+        return size
+    sizes = [c[5] for c in header["cols"]]
+    if not all(type(x) is int and x >= 0 for x in sizes):
+        raise ValueError("bad column descriptor")
+    return sum(sizes)
 
 
 class FlowWriter:

@@ -117,10 +117,6 @@ def statistics_text(files, read, passed, volume):
 
 # --- many files on worker processes -----------------------------------------------------
 
-CHUNK_FILES = 32
-_job = None  # (judge, compression, level): set before the pool forks, read by workers
-
-
 class ChunkResult:
     """What a worker found in a run of input files: counts and encoded output frames."""
 
@@ -131,12 +127,12 @@ class ChunkResult:
         self.frames = {}          # kind -> (bytes, records, blocks)
 
 
-def _judge_chunk(names):
+def _judge_chunk(job, names):
     import io as _io
 
     from . import io
     from .flowfile import DEFAULT_LEVEL, FlowWriter
-    judge, compression, level = _job
+    judge, compression, level = job
     result = None
     writers = {}
     for name in names:
@@ -176,18 +172,5 @@ def _judge_chunk(names):
 def judged_chunks(names, judge, compression, level, workers=2):
     """(names, ChunkResult) for runs of the named files, judged on worker processes and
     returned in order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    global _job
-    _job = (judge, compression, level)
-    chunks = [names[i: i + CHUNK_FILES] for i in range(0, len(names), CHUNK_FILES)]
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_judge_chunk, chunk) for chunk in chunks]
-        try:
-            for chunk, fut in zip(chunks, futures, strict=True):
-                yield chunk, fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
+    from .workers import ordered_chunks
+    return ordered_chunks(_judge_chunk, (judge, compression, level), names, workers=workers)

@@ -19,12 +19,6 @@ TOOL = Tool(
 )
 
 
-def _report(opts, reader, counts):
-    import sys
-    if opts.print_filenames and reader is not None:
-        sys.stderr.write(f"{reader.name}: {counts[reader]} records\n")
-
-
 def main(opts):
     import sys
 
@@ -33,24 +27,14 @@ def main(opts):
     names = io.input_names(opts.inputs, opts.xargs)
     method, level = cli.compression(opts)
     sink = None
-    current, count = None, 0
     try:
-        for reader, block, batch in _blocks(names, method, level):
+        for meta, name, write in _inputs(names, method, level):
             if sink is None:
-                sink = io.FlowSink(opts.output_path, cli.output_meta(opts, [reader.meta]),
+                sink = io.FlowSink(opts.output_path, cli.output_meta(opts, [meta]),
                                    method, level)
-            if reader is not current:
-                if opts.print_filenames and current is not None:
-                    sys.stderr.write(f"{current.name}: {count} records\n")
-                current, count = reader, 0
-            if batch is None:
-                sink.write_block(block)  # verified, already in the output's form
-                count += block.n
-            else:
-                sink.write(batch)
-                count += len(batch["stime"])
-        if opts.print_filenames and current is not None:
-            sys.stderr.write(f"{current.name}: {count} records\n")
+            records = write(sink.writer)
+            if opts.print_filenames:
+                sys.stderr.write(f"{name}: {records} records\n")
         if sink is None:
             sink = io.FlowSink(opts.output_path, cli.output_meta(opts), method, level)
         sink.close()
@@ -61,41 +45,63 @@ def main(opts):
 
 
 def _copyable(reader, method, level):
+    from ..flowfile import DEFAULT_LEVEL
     return getattr(reader, "compressed", None) == (method == "zstd") and \
-        reader.meta.get("level") == level
+        reader.meta.get("level") == (level or DEFAULT_LEVEL if method == "zstd" else None)
 
 
-def _blocks(names, method, level):
-    """(reader, block, batch or None) for every block of the inputs, in order.
+def _inputs(names, method, level):
+    """(header, name, write(writer) -> records) for every input, in order.
 
     Every block is decoded, which verifies it; a block already in the output's
-    compression is then copied as it is (batch None) rather than encoded again. Many
-    named files are verified ahead by worker processes, as decoding small files is
-    bound by the interpreter rather than by numpy."""
+    compression is then copied as it is rather than encoded again. Many named files are
+    read by worker processes, which hand back their output frames ready to append."""
     import os
 
     from .. import io
-    from ..flowfile import decode_all
+    from ..workers import ordered_chunks
     if len(names) < 16 or any(n in io.STDIN_NAMES for n in names) or \
             (os.cpu_count() or 1) < 2:
-        copyable = {}
-
-        def readers():
-            for name in names:
-                reader = io.open_flows(name)
-                copyable[reader] = _copyable(reader, method, level)
-                yield reader
-
-        for reader, block, batch in decode_all(readers()):
-            yield reader, block, None if copyable[reader] else batch
+        for name in names:
+            reader = io.open_flows(name)
+            yield reader.meta, reader.name, \
+                lambda writer, r=reader: _copy(r, writer, method, level, threads=2)
         return
-    from ..verify import verified
-    for name in verified(names):
-        reader = io.open_flows(name, threads=1)
-        if _copyable(reader, method, level):
-            for pending in reader.blocks():
-                yield reader, pending.load(), None
+    from .. import flowfile  # noqa: F401  (imported once, before the workers fork)
+    for _, results in ordered_chunks(_frames_of, (method, level), names):
+        for meta, name, (data, records, blocks) in results:
+            yield meta, name, \
+                lambda writer, d=data, r=records, b=blocks: writer.write_frames(d, r, b) or r
+
+
+def _copy(reader, writer, method, level, threads):
+    """Decode every block of reader and write it to writer; returns the record count."""
+    from ..flowfile import decode_all
+    copy = _copyable(reader, method, level)
+    count = 0
+    for _, block, batch in decode_all([reader], threads=threads):
+        if copy:
+            writer.write_block(block)
         else:
-            for block, batch in reader.decoded_blocks():
-                yield reader, block, batch
-        reader.close()
+            writer.write(batch)
+        count += block.n
+    return count
+
+
+def _frames_of(job, names):
+    """On a worker: (header, name, (frames, records, blocks)) for each file."""
+    import io as _io
+
+    from .. import io
+    from ..flowfile import DEFAULT_LEVEL, FlowWriter
+    method, level = job
+    out = []
+    for name in names:
+        reader = io.open_flows(name, threads=1)
+        writer = FlowWriter(_io.BytesIO(), compression=method, level=level or DEFAULT_LEVEL,
+                            header=False, parallel=False)
+        _copy(reader, writer, method, level, threads=1)
+        writer.flush()
+        out.append((reader.meta, reader.name,
+                    (writer.f.getvalue(), writer.records, writer.blocks)))
+    return out

@@ -1,0 +1,52 @@
+"""Runs of input files handled on worker processes, results returned in input order.
+
+Decoding the many small files of an archive is bound by the interpreter's per-column
+overhead, which threads cannot spread over cores; processes can. The job is set before the
+pool forks, so workers inherit it (compiled predicates, sets) instead of unpickling it, and
+only file names go out and results come back. At most `ahead` runs are in flight, which
+bounds the memory held by results not yet consumed.
+"""
+
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+
+CHUNK_FILES = 32
+_job = None  # (function, argument) for the workers: set before the pool forks
+
+
+def _run(names):
+    fn, arg = _job
+    return fn(arg, names)
+
+
+def default_workers():
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def ordered_chunks(fn, arg, names, chunk=CHUNK_FILES, workers=None, ahead=None):
+    """(run of names, fn(arg, run)) for consecutive runs of names, in order."""
+    global _job
+    _job = (fn, arg)
+    workers = workers or default_workers()
+    ahead = ahead or 4 * workers
+    runs = iter([names[i: i + chunk] for i in range(0, len(names), chunk)])
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        pending = deque()
+        try:
+            for run in runs:
+                pending.append((run, pool.submit(_run, run)))
+                if len(pending) >= ahead:
+                    break
+            while pending:
+                run, fut = pending.popleft()
+                result = fut.result()
+                nxt = next(runs, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(_run, nxt)))
+                yield run, result
+        finally:
+            for _, fut in pending:
+                fut.cancel()
