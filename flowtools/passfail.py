@@ -16,12 +16,14 @@ from .flowfile import decode_all
 class Judged:
     """What the decoding thread found for one block."""
 
-    __slots__ = ("n", "mask", "batch")
+    __slots__ = ("n", "mask", "batch", "block")
 
-    def __init__(self, n, mask, batch):
+    def __init__(self, n, mask, batch, block=None):
         self.n = n          # records in the block
         self.mask = mask    # bool per record (True: passes), or False: the whole block fails
         self.batch = batch  # the columns the outputs need, or None
+        self.block = block  # the block itself when it goes whole (or not at all) to every
+                            # output, which then copy it undecoded; batch is partial then
 
 
 class Judge:
@@ -34,6 +36,13 @@ class Judge:
             (predicate.columns if predicate else ()) + tuple(extra_columns)))
         self.want_pass, self.want_fail, self.want_all = want_pass, want_fail, want_all
         self.counts = ("packets", "bytes") if volume else ()
+        self.copy_format = None  # (compressed, level) of the outputs when blocks may be copied
+
+    def copyable(self, block):
+        """Whether the outputs may take this block's frame as it is."""
+        reader = getattr(block, "reader", None)
+        return self.copy_format is not None and hasattr(block, "payload") and \
+            (reader.compressed, reader.meta.get("level")) == self.copy_format
 
     def __call__(self, block, decode):
         stats = getattr(block, "stats", None)
@@ -42,13 +51,20 @@ class Judge:
             n = schema.nrecords(decode(None))
         if self.predicate is not None and stats is not None \
                 and not self.predicate.may_match(stats):
-            if self.want_fail or self.want_all:
-                return Judged(n, False, decode(None))
-            return Judged(n, False, decode(list(self.counts)) if self.counts else None)
+            counts = decode(list(self.counts)) if self.counts else None
+            if not (self.want_fail or self.want_all):
+                return Judged(n, False, counts)
+            if self.copyable(block):
+                return Judged(n, False, counts, block)
+            return Judged(n, False, decode(None))
         # stime at least: a batch without columns would not know its length
         part = decode(list(dict.fromkeys(self.check + self.counts)) or ["stime"])
         mask = self.predicate.mask(part) if self.predicate is not None \
             else np.ones(n, bool)
+        if self.copyable(block) and (self.want_all or self.want_pass or self.want_fail):
+            hits = int(np.count_nonzero(mask))
+            if hits == n or hits == 0:
+                return Judged(n, mask, part, block)
         if self.want_all or (self.want_pass and mask.any()) or \
                 (self.want_fail and not mask.all()):
             rest = [c for c in schema.NAMES if c not in part]
@@ -162,7 +178,11 @@ def _judge_chunk(job, names):
                     w = writers[kind] = FlowWriter(_io.BytesIO(), compression=compression,
                                                    level=level or DEFAULT_LEVEL,
                                                    header=False, parallel=False)
-                w.write(batch if sel is None or len(sel) == n else schema.take(batch, sel))
+                if j.block is not None:
+                    w.write_block(j.block)
+                else:
+                    w.write(batch if sel is None or len(sel) == n
+                            else schema.take(batch, sel))
     for kind, w in writers.items():
         w.flush()
         result.frames[kind] = (w.f.getvalue(), w.records, w.blocks)

@@ -523,6 +523,39 @@ def test_parallel_and_serial_runs_write_the_same(tmp_path, archive):
         schema.nrecords(outs[0][2])
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_blocks_that_go_whole_are_copied_undecoded(tmp_path, archive, threads):
+    """A block whose records all pass (or all fail) goes to the outputs as it was stored:
+    the same records, in the same blocks; a compression change re-encodes instead."""
+    from flowtools import api, io
+    files = api.archive_files(str(archive), "2024/03/01", None, types=["all"])
+    listing = ("\n".join(files) + "\n").encode()
+    def blocks(path):
+        n = 0
+        for pending in io.open_flows(str(path)).blocks():
+            pending.skip()
+            n += 1
+        return n
+    blocks_in = sum(blocks(f) for f in files)
+    for opts, kind in ((["--proto=0-"], "pass"), (["--scidr=255.255.255.255"], "fail")):
+        out = tmp_path / f"{kind}{threads}.pf"
+        p = run(tool("pyflow-filter") + ["--xargs", f"--threads={threads}", *opts,
+                                         f"--{kind}={out}"], input=listing)
+        assert p.returncode == 0, p.stderr
+        got = read_all(out)
+        want = schema.concat([schema.to_v6(b) for f in files for b in api.read_flows(f)])
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+        assert blocks(out) == blocks_in
+    out = tmp_path / f"none{threads}.pf"
+    p = run(tool("pyflow-filter") + ["--xargs", f"--threads={threads}", "--proto=0-",
+                                     "--compression-method=none", f"--pass={out}"],
+            input=listing)
+    assert p.returncode == 0, p.stderr
+    assert io.open_flows(str(out)).meta["compression"] == "none"
+    assert schema.nrecords(read_all(out)) == schema.nrecords(want)
+
+
 def _set_text_as_cidrs(name):
     with open(os.path.join(SILK_TESTS, name)) as f:
         return ",".join(line.split("#")[0].strip() for line in f

@@ -453,6 +453,11 @@ class _Run:
                                     want_pass=bool(self.pass_paths),
                                     want_fail=bool(self.fail_paths),
                                     want_all=bool(self.all_paths), volume=volume)
+        if unique is None and self.pass_left is None and self.fail_left is None:
+            # every output then takes a block whole or not at all: copy it undecoded
+            from ..flowfile import DEFAULT_LEVEL
+            zstd = self.method == "zstd"
+            self.judge.copy_format = (zstd, (self.level or DEFAULT_LEVEL) if zstd else None)
         self.read, self.passed = passfail.Volume(), passfail.Volume()
         self.files = 0
         self.errors = []
@@ -569,18 +574,22 @@ class _Run:
         else:
             self.read.add(batch, np.arange(end))
         self.passed.add(batch, pass_idx)
+        whole = j.block if end == n else None
         if self.all_paths:
-            self._write("all", batch if end == n else schema.take(batch, np.arange(end)))
+            self._write("all", batch if end == n else schema.take(batch, np.arange(end)),
+                        whole)
         if self.pass_open and len(pass_idx):
             take = pass_idx if self.pass_left is None else pass_idx[:self.pass_left]
-            self._write("pass", batch if len(take) == n else schema.take(batch, take))
+            self._write("pass", batch if len(take) == n else schema.take(batch, take),
+                        whole if len(take) == n else None)
             if self.pass_left is not None:
                 self.pass_left -= len(take)
                 self.pass_open = self.pass_left > 0
         if self.fail_open and len(pass_idx) < end:
             fail_idx = np.flatnonzero(~m)
             take = fail_idx if self.fail_left is None else fail_idx[:self.fail_left]
-            self._write("fail", batch if len(take) == n else schema.take(batch, take))
+            self._write("fail", batch if len(take) == n else schema.take(batch, take),
+                        whole if len(take) == n else None)
             if self.fail_left is not None:
                 self.fail_left -= len(take)
                 self.fail_open = self.fail_left > 0
@@ -605,9 +614,12 @@ class _Run:
             ends.append(at)
         return max(ends) + 1 if ends else 0
 
-    def _write(self, kind, batch):
+    def _write(self, kind, batch, block=None):
         for sink in self.sinks[kind]:
-            sink.write(batch)
+            if block is not None:
+                sink.write_block(block)
+            else:
+                sink.write(batch)
 
     def close(self):
         if self.sinks is None:
