@@ -10,6 +10,7 @@ statistics for skipping, and an end marker per segment; see docs/FORMAT.md.
 
 import threading
 import zlib
+from bisect import bisect_left
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
@@ -235,22 +236,36 @@ def encode_block(batch, cctx):
     if not packed:
         return header, b"".join(parts)
     # One frame, but a zstd block per column (flushed after each), so that every column
-    # keeps entropy tables of its own.
-    comp = cctx.compressobj(size=sum(memoryview(p).nbytes for p in parts))
-    chunks = []
-    for part in parts:
-        if memoryview(part).nbytes:
-            chunks.append(comp.compress(part))
-            chunks.append(comp.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    # keeps entropy tables of its own; the columns queries read most come first, and the
+    # compressed end of each is recorded ("zc"), so that a reader that needs only those
+    # decompresses only the start of the frame.
+    order = sorted(range(len(cols)), key=lambda i: _PACKED_RANK.get(
+        cols[i][0].split(".")[0].split("#")[0], len(_PACKED_RANK)))
+    cols = [cols[i] for i in order]
+    parts = [parts[i] for i in order]
+    sizes = [memoryview(p).nbytes for p in parts]
+    comp = cctx.compressobj(size=sum(sizes))
+    chunks, ends, at = [], [], 0
+    for part, size in zip(parts, sizes, strict=True):
+        if size:
+            for chunk in (comp.compress(part), comp.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)):
+                chunks.append(chunk)
+                at += len(chunk)
+        ends.append(at)
     chunks.append(comp.flush())
     payload = b"".join(chunks)
-    header["z"] = sum(memoryview(p).nbytes for p in parts)
-    header["crc"] = zlib.crc32(payload)
     for c in cols:
         c[5] = 0  # the payload is the one frame; column lengths are in the raw bytes
-    header["raw"] = [memoryview(p).nbytes for p in parts]
-    header["size"] = len(payload)
+    header.update(cols=cols, z=sum(sizes), crc=zlib.crc32(payload), raw=sizes,
+                  size=len(payload), zc=ends)
     return header, payload
+
+
+# Order of the columns in a packed frame (sub-columns follow their column).
+_PACKED_RANK = {name: i for i, name in enumerate((
+    "ipv6", "protocol", "dport", "sport", "sip", "dip", "flags", "stime", "duration",
+    "packets", "bytes", "sensor", "flowtype", "initflags", "sessflags", "attributes",
+    "application", "nhip", "input", "output"))}
 
 
 class _Where:
@@ -275,7 +290,9 @@ class Block:
         self.payload = payload
         self.where = _Where(reader, header)
         self.packed = "z" in header
-        self.raw = None
+        self.segments = []  # (raw offset, bytes): the packed frame decompressed so far
+        self.avail = 0
+        self._plan = self._dobj = None
         cols = header["cols"]
         sizes = header["raw"] if self.packed else [c[5] for c in cols]
         if len(sizes) != len(cols):
@@ -288,21 +305,51 @@ class Block:
         except (TypeError, KeyError):
             raise FormatError(f"{reader.where(self)}: corrupt block header") from None
 
-    def _unpack(self, dctx):
+    def _unpack(self, dctx, need):
+        """Decompress the packed frame at least up to raw byte `need`: only as many of
+        its leading columns as that takes when the header says where they end."""
         where = self.where
-        if zlib.crc32(self.payload) != self.header.get("crc"):
-            raise FormatError(f"{where}: checksum mismatch")
         size = self.header["z"]
-        if type(size) is not int or size < 0 or size > self.n * 200 + 1024:
-            raise FormatError(f"{where}: corrupt block header")
+        if self._plan is None:
+            if zlib.crc32(self.payload) != self.header.get("crc"):
+                raise FormatError(f"{where}: checksum mismatch")
+            if type(size) is not int or size < 0 or size > self.n * 200 + 1024:
+                raise FormatError(f"{where}: corrupt block header")
+            ends = self.header.get("zc")
+            self._plan = False
+            if type(ends) is list and len(ends) == len(self.header["raw"]):
+                self._plan = (list(accumulate(self.header["raw"])), ends)
+        dctx = dctx or zstandard.ZstdDecompressor()
         try:
-            self.raw = (dctx or zstandard.ZstdDecompressor()).decompress(
-                self.payload, max_output_size=size)
-        except zstandard.ZstdError as exc:
+            if not self._plan or need >= size:
+                if self.avail:  # restart: a frame is decompressed from its start
+                    self.segments, self.avail = [], 0
+                raw, self._dobj = dctx.decompress(self.payload, max_output_size=size), None
+                expect = size
+            else:
+                raw_ends, zc_ends = self._plan
+                i = bisect_left(raw_ends, need)
+                if self._dobj is None:
+                    self.segments, self.avail, self._fed = [], 0, 0
+                    self._dobj = dctx.decompressobj()
+                raw = self._dobj.decompress(self.payload[self._fed: zc_ends[i]])
+                self._fed = zc_ends[i]
+                expect = raw_ends[i] - self.avail
+        except (zstandard.ZstdError, TypeError) as exc:
             raise FormatError(f"{where}: corrupt block ({exc})") from None
-        if len(self.raw) != size:
-            raise FormatError(f"{where}: corrupt block (size {len(self.raw)} of {size})")
-        return self.raw
+        if len(raw) != expect:
+            raise FormatError(f"{where}: corrupt block (size {len(raw)} of {expect})")
+        self.segments.append((self.avail, raw))
+        self.avail += len(raw)
+
+    def _raw(self, at, size, dctx):
+        """(bytes, offset) of a packed column's raw bytes."""
+        if at + size > self.avail:
+            self._unpack(dctx, at + size)
+        for start, raw in reversed(self.segments):
+            if start <= at:
+                return raw, at - start
+        raise FormatError(f"{self.where}: corrupt block")
 
     def _col(self, sub, dtype, dctx, count=None):
         count = self.n if count is None else count
@@ -322,11 +369,11 @@ class Block:
         else:
             # Columns are views of the block's one decompressed frame: no per-column
             # checksum (the frame has one) and no copy before the values are finished.
-            raw = self.raw if self.raw is not None else self._unpack(dctx)
             w = desc[2]
             if size != w * count or enc not in ("o", "d", "x"):
                 raise FormatError(f"{self.where}: corrupt column {sub}")
-            stored = _stored(raw, at, w, count, desc[4])
+            raw, offset = self._raw(at, size, dctx)
+            stored = _stored(raw, offset, w, count, desc[4])
             if enc != "x":
                 return _finish(stored, enc, desc[3], dtype)
             if desc[3]:
@@ -363,6 +410,10 @@ class Block:
             return self._decode(columns, dctx)
         except (ValueError, OverflowError, TypeError, KeyError, IndexError) as exc:
             raise FormatError(f"{self.where}: corrupt block ({exc})") from None
+        finally:
+            # a partly read frame is not resumed later: the decompression context it
+            # used serves other blocks in between
+            self._dobj = None
 
     def _decode(self, columns, dctx):
         if dctx is None and self.reader.compressed:
@@ -370,6 +421,13 @@ class Block:
         elif not self.reader.compressed:
             dctx = None
         names = schema.NAMES if columns is None else columns
+        if self.packed:
+            # decompress once, as far as the furthest column asked for
+            wanted = set(names) | {"ipv6"}
+            need = max((at + size for sub, (_, at, size) in self.index.items()
+                        if sub.split(".")[0].split("#")[0] in wanted), default=0)
+            if need > self.avail:
+                self._unpack(dctx, need)
         out = {}
         ipv6 = self._col("ipv6", _U[1], dctx).view(bool) if self.v6 else None
         where6 = np.flatnonzero(ipv6) if self.v6 else None

@@ -50,3 +50,36 @@ def ordered_chunks(fn, arg, names, chunk=CHUNK_FILES, workers=None, ahead=None):
         finally:
             for _, fut in pending:
                 fut.cancel()
+
+
+def scan(names, columns, fn, combine=list, threads=2, parallel=None):
+    """fn(batch) for every block of the named inputs, with only `columns` decoded,
+    yielded as combine([fn(batch), ...]) per run of inputs, in input order.
+
+    Aggregating tools (bags, uniq, stats) pass a fn that reduces a block to a small
+    partial result and a combine that merges a run's partials, so that only those cross
+    between processes. Many named files (parallel=None: 16 or more, none standard input)
+    are read by worker processes; otherwise blocks decode on this process's threads."""
+    from . import io
+    if parallel is None:
+        parallel = len(names) >= 16 and not any(n in io.STDIN_NAMES for n in names) and \
+            default_workers() > 1
+    if not parallel:
+        from .flowfile import decode_all
+        for name in names:
+            results = [fn(batch) for _, _, batch in
+                       decode_all([io.open_flows(name, threads=threads)], columns,
+                                  threads=threads)]
+            yield combine(results)
+        return
+    from . import flowfile  # noqa: F401  (imported once, before the workers fork)
+    for _, result in ordered_chunks(_scan_run, (columns, fn, combine), names):
+        yield result
+
+
+def _scan_run(job, names):
+    from . import io
+    from .flowfile import decode_all
+    columns, fn, combine = job
+    readers = (io.open_flows(name, threads=1) for name in names)
+    return combine([fn(batch) for _, _, batch in decode_all(readers, columns, threads=1)])
