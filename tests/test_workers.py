@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from flowtools import api, schema, workers
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    p = subprocess.run([sys.executable, f"{ROOT}/bin/pyflow-gen", f"--data-rootdir={root}",
+                        "--flows=30000", "--seed=5", "--start-date=2024/03/01", "--hours=4",
+                        "--sensors=S0,S1"], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    names = api.archive_files(str(root), "2024/03/01", None, types=["all"])
+    assert len(names) >= 16
+    return names
+
+
+def _bytes_by_port(batch):
+    return np.bincount(batch["dport"], weights=batch["bytes"].astype(float),
+                       minlength=65536)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_scan_sees_every_block_once_in_order(files, parallel):
+    runs = list(workers.scan(files, ["dport", "bytes"], _bytes_by_port,
+                             combine=lambda parts: np.sum(parts, axis=0), parallel=parallel))
+    want = np.zeros(65536)
+    counts = []
+    for name in files:
+        for b in api.read_flows(name):
+            want += _bytes_by_port(b)
+            counts.append(schema.nrecords(b))
+    np.testing.assert_array_equal(np.sum(runs, axis=0), want)
+    order = [n for r in workers.scan(files, ["stime"], lambda b: schema.nrecords(b),
+                                     parallel=parallel) for n in r]
+    assert order == counts
+
+
+def test_scan_decodes_only_the_columns_asked_for(files):
+    seen = {k for r in workers.scan(files[:3], ["sport"], lambda b: set(b)) for s in r
+            for k in s}
+    assert seen <= {"sport", "ipv6"}
