@@ -191,7 +191,13 @@ def blank(n, width):
 
 
 def from_strings(strings, index, width, out=None):
-    """Text of values given as a small table of strings and each record's index into it."""
+    """Text of values given as a small table of strings (or a bytes array) and each
+    record's index into it."""
+    if isinstance(strings, np.ndarray):
+        table, lens = _bytes_table(strings, width)
+        if out is not None:
+            return gather(table, index, out), lens[index]
+        return table[index], lens[index]
     encoded = [s.encode() for s in strings]
     w = max([width] + [len(s) for s in encoded])
     table = np.full((len(encoded), w), SPACE, np.uint8)
@@ -203,6 +209,15 @@ def from_strings(strings, index, width, out=None):
     if out is not None:
         return gather(table, index, out), lens[index]
     return table[index], lens[index]
+
+
+def _bytes_table(strings, width):
+    """A bytes array as a right-aligned (m, w) character table and the lengths."""
+    lens = np.char.str_len(strings).astype(np.int64)
+    size = strings.dtype.itemsize
+    chars = np.frombuffer(strings.tobytes(), np.uint8).reshape(len(strings), size)
+    w = max(width, int(lens.max()) if len(lens) else 0)
+    return right_align(chars, lens, w), lens
 
 
 # ----------------------------------------------------------------------------- addresses
@@ -299,9 +314,71 @@ def ipv6(col, width, style="canonical"):
         return blank(0, width)
     view = np.ascontiguousarray(col).view([("hi", np.uint64), ("lo", np.uint64)]).ravel()
     uniq, index = np.unique(view, return_inverse=True)
-    strings = [ipv6_text(int(h), int(lo), style) for h, lo in zip(uniq["hi"], uniq["lo"],
-                                                                   strict=True)]
-    return from_strings(strings, index.ravel(), width)
+    return from_strings(ipv6_strings(uniq["hi"], uniq["lo"], style), index.ravel(), width)
+
+
+_HEX = np.array([f"{i:x}".encode() for i in range(65536)], "S4")
+_HEX4 = np.array([f"{i:04x}".encode() for i in range(65536)], "S4")
+_DEC = np.array([str(i).encode() for i in range(256)], "S3")
+
+
+def _join(parts, sep):
+    """Row-wise join of an (m, k) array of byte strings."""
+    if parts.shape[1] == 0:
+        return np.zeros(len(parts), "S1")
+    out = parts[:, 0]
+    for k in range(1, parts.shape[1]):
+        out = np.char.add(np.char.add(out, sep), parts[:, k])
+    return out
+
+
+def ipv6_strings(hi, lo, style="canonical"):
+    """ipv6_text of many addresses at once, as a bytes array: RFC 5952 text (the first
+    longest run of two or more zero words as '::'), IPv4-mapped and -compatible addresses
+    with a dotted quad in the canonical style, or every word in full ('zero-padded')."""
+    hi = np.asarray(hi, np.uint64)
+    lo = np.asarray(lo, np.uint64)
+    m = len(hi)
+    words = np.empty((m, 8), np.intp)
+    for k in range(4):
+        shift = np.uint64(48 - 16 * k)
+        words[:, k] = (hi >> shift) & np.uint64(0xFFFF)
+        words[:, 4 + k] = (lo >> shift) & np.uint64(0xFFFF)
+    if style == "zero-padded":
+        return _join(_HEX4[words], b":")
+    out = np.zeros(m, "S45")
+    dotted = np.zeros(m, bool)
+    if style == "canonical":
+        lead = ~words[:, :5].any(axis=1)
+        mapped = lead & (words[:, 5] == 0xFFFF)
+        compat = lead & (words[:, 5] == 0) & (words[:, 6] != 0)
+        dotted = mapped | compat
+        if dotted.any():
+            quad = _join(np.stack([_DEC[words[dotted, 6] >> 8], _DEC[words[dotted, 6] & 255],
+                                   _DEC[words[dotted, 7] >> 8], _DEC[words[dotted, 7] & 255]],
+                                  axis=1), b".")
+            out[dotted] = np.char.add(np.where(mapped[dotted], b"::ffff:", b"::"), quad)
+    # length of the run of zero words starting at each word
+    run = np.zeros((m, 9), np.int8)
+    for i in range(7, -1, -1):
+        run[:, i] = np.where(words[:, i] == 0, run[:, i + 1] + 1, 0)
+    start = run[:, :8].argmax(axis=1)
+    length = run[np.arange(m), start]
+    start[length < 2] = 8
+    length[length < 2] = 0
+    hexes = _HEX[words]
+    plain = ~dotted
+    pattern = start * 16 + length
+    for key in np.unique(pattern[plain]):
+        rows = np.flatnonzero(plain & (pattern == key))
+        b, n = divmod(int(key), 16)
+        if n == 0:
+            out[rows] = _join(hexes[rows], b":")
+            continue
+        left = _join(hexes[rows, :b], b":")
+        right = _join(hexes[rows, b + n:], b":")
+        out[rows] = np.char.add(np.char.add(left, b"::"), right)
+    return out
 
 
 # ----------------------------------------------------------------------------- flags, times
