@@ -21,6 +21,15 @@ Steps (each a function below, registered in STEPS; add new ones the same way):
   filter   pyflow-filter --proto=6 --dport=445 to a file vs nfdump -w (bar: 2x records/s)
   select   one hour and an outside /24 vs nfdump -t (bar: 10x faster)
   unique   pyflow-filter --unique=sip,dip over the archive (bar: 10M records/s)
+  setops   pyflow-settool union/intersect/difference of two 5M-address sets (bar: < 2 s)
+  bag      pyflow-bag | pyflow-bagtool --maxcounter=10 --coverset vs nfdump -A srcip
+           (bars: 5x records/s, same sources, <= 40 B per key)
+  stats    top-10 sIP and top-10 TCP dPort vs nfdump -s (bars: 2x records/s)
+  uniq     --fields=sip --values=records,distinct:dip (bars: 3M records/s, < 60 B per key)
+  count    pyflow-count --bin-size=300 over the archive (nfdump -I totals for scale)
+  match    pyflow-match of 1M+1M generated records (bar: 500k records/s)
+  collect  NetFlow v5 into pyflow-collect and nfcapd: highest loss-free rate (bar: 300k/s)
+  collect-ipfix  IPFIX with a fixed template, the same (bar: 200k/s)
 
 Work files go to bench/work/ (recreated each run; --reuse keeps the archive and the nfcapd
 capture when they were made for the same --flows). Results: bench/results/latest.json.
@@ -40,8 +49,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import analysis_steps  # noqa: E402
+import bag_steps  # noqa: E402
+import collect_steps  # noqa: E402
 import filter_steps  # noqa: E402
+import match_steps  # noqa: E402
 import nfdump  # noqa: E402
+import set_steps  # noqa: E402
 from harness import (  # noqa: E402
     DEVNULL,
     Report,
@@ -578,6 +592,14 @@ STEPS = {
     "filter": filter_steps.step_filter,
     "select": filter_steps.step_select,
     "unique": filter_steps.step_unique,
+    "setops": set_steps.step_setops,
+    "bag": bag_steps.step_bag,
+    "stats": analysis_steps.step_stats,
+    "uniq": analysis_steps.step_uniq,
+    "count": match_steps.step_count,
+    "match": match_steps.step_match,
+    "collect": collect_steps.step_collect,
+    "collect-ipfix": collect_steps.step_collect_ipfix,
 }
 
 

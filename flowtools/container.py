@@ -130,7 +130,11 @@ class FrameReader:
         self.seekable = _seekable(f)
         self.saw_end = False
         if self.limit is not None and self.seekable:
-            size = os.fstat(f.fileno()).st_size if hasattr(f, "fileno") else None
+            try:
+                size = os.fstat(f.fileno()).st_size
+            except (AttributeError, OSError, ValueError):  # in-memory files have no fileno
+                size = f.seek(0, io.SEEK_END)
+                f.seek(self.pos)
             if size is not None and size < self.limit:
                 raise FormatError(f"{name}: truncated file ({size} of {self.limit} bytes)")
 

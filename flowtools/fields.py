@@ -116,6 +116,40 @@ FIELDS = [
           "Equivalent to iType,iCode [DEPRECATED]", values=_icmp_type_code,
           deprecated=True),
 ]
+
+
+def _match_label(b):
+    col = b["nhip"]
+    return (col[:, 1] & np.uint64(0xFFFFFFFF)).astype(np.uint32) if col.ndim == 2 else col
+
+
+def _match_text(values, width, out=None):
+    """'->' (query) or '<-' (response) and the match number in 8 columns, blank for
+    unmatched records: the text of SiLK's cutmatch plug-in."""
+    from . import text
+    v = np.asarray(values).astype(np.uint32)
+    n = len(v)
+    mat = np.full((n, max(width, 10)), text.SPACE, np.uint8)
+    ids = v & np.uint32(0xFFFFFF)
+    digits, _ = text.uint(ids, 8)
+    body = mat[:, mat.shape[1] - 10:]
+    body[:, 2:] = np.where((ids > 0)[:, None], text.fit(digits, None, 8), text.SPACE)
+    reply = (v >> np.uint32(24)) > 0
+    body[:, 0] = np.where(reply, ord("<"), ord("-"))
+    body[:, 1] = np.where(reply, ord("-"), ord(">"))
+    lens = np.full(n, 10, np.int64)
+    if out is not None:
+        out[...] = text.fit(mat, lens, out.shape[1])
+        return out, lens
+    return mat, lens
+
+
+# Derived from nhIP as pyflow-match (rwmatch) labels records; printed by its own text.
+_MATCH = Field("match", None, "text", ["nhip"], 10,
+               "Direction (->, <-) and number of the pyflow-match match in nhIP",
+               values=_match_label, title="<->Match#")
+_MATCH.text = _match_text
+FIELDS.append(_MATCH)
 BY_NAME = {f.name.lower(): f for f in FIELDS}
 DEFAULT_CUT = "1-12"
 

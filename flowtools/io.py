@@ -74,7 +74,9 @@ def open_flows(name, threads=2):
 
 
 def input_names(args, xargs=None, stdin=None):
-    """The input list from arguments, --xargs, or standard input when it is not a tty."""
+    """The input list from arguments, --xargs, or standard input when it is not a tty.
+    Names read with --xargs are the whole list, even when there are none (nothing is
+    read then, as SiLK's tools do, rather than the standard input)."""
     stdin = sys.stdin if stdin is None else stdin
     names = list(args)
     if xargs is not None:
@@ -84,11 +86,25 @@ def input_names(args, xargs=None, stdin=None):
         except OSError as exc:
             raise FlowError(f"cannot read --xargs file {xargs}: {exc.strerror}") from None
         names.extend(line.strip() for line in text.splitlines() if line.strip())
+        return names
     if not names:
         if _isatty(stdin):
             raise FlowError("no input files given and standard input is a terminal")
         names = ["-"]
     return names
+
+
+def check_output(path, binary=True):
+    """Raise the error opening path as an output would, before any work is done: binary
+    data to a terminal, or an existing file without the clobber variable set."""
+    if path in STDOUT_NAMES or path == "stderr":
+        stream = sys.stdout if path != "stderr" else sys.stderr
+        if binary and _isatty(stream):
+            raise FlowError(f"will not write binary data to a terminal ({path})")
+        return
+    if os.path.lexists(path) and (not os.path.exists(path) or os.path.isfile(path)):
+        if not clobber_allowed():
+            raise FlowError(f"will not create new file over existing file '{path}'")
 
 
 class Output:
@@ -99,16 +115,12 @@ class Output:
         self.binary = binary
         self.tmp = None
         self.owned = False
+        check_output(path, binary)
         if path in STDOUT_NAMES or path == "stderr":
             stream = sys.stdout if path != "stderr" else sys.stderr
-            if binary and _isatty(stream):
-                raise FlowError(f"will not write binary data to a terminal ({path})")
             self.f = stream.buffer if binary else stream
             self.seekable = False
             return
-        if os.path.lexists(path) and (not os.path.exists(path) or os.path.isfile(path)):
-            if not clobber_allowed():
-                raise FlowError(f"will not create new file over existing file '{path}'")
         if os.path.exists(path) and not os.path.isfile(path):
             # a named pipe, /dev/null or a device: written in place
             self.f = self._open(path, "wb" if binary else "w")

@@ -58,6 +58,8 @@ class IPSet(addrs.Ranges):
             out = cls(u[np.r_[0, brk + 1]], u[np.r_[brk, len(u) - 1]]) if len(u) else cls()
             return out.to_v6() if ipv6 else out
         col = col.reshape(-1, 2).astype(np.uint64)
+        if not len(col):
+            return cls().to_v6()
         mapped, v4 = addrs._mapped(col)
         if mapped.all() and len(col):
             return cls.from_addresses(v4).to_v6()
@@ -155,6 +157,8 @@ class IPSet(addrs.Ranges):
 
     def _binary(self, other, op):
         a, b = self._pair(other)
+        if not a.is_ipv6 and op in ("intersection", "difference"):
+            return _touching32(a, b, op)
         sweep = _sweep128 if a.is_ipv6 else _sweep32
         return IPSet(*sweep(a, b, op), a.is_ipv6)
 
@@ -168,8 +172,8 @@ class IPSet(addrs.Ranges):
                 out = out._binary(o, "union")
             return out
         # merging the concatenated ranges sorts half the keys a sweep would
-        return IPSet.from_ranges(np.concatenate([s.starts for s in sets]),
-                                 np.concatenate([s.ends for s in sets]), sets[0].is_ipv6)
+        return IPSet(*_normalize32(np.concatenate([s.starts for s in sets]),
+                                   np.concatenate([s.ends for s in sets]), runs=True))
 
     def intersection(self, *others):
         out = self
@@ -193,6 +197,103 @@ class IPSet(addrs.Ranges):
 
     def issubset(self, other):
         return not self.difference(other)
+
+    # --- netblocks (rwsettool --mask, --fill-blocks, --sample)
+
+    def _block_ids(self, prefix):
+        """The occupied /prefix blocks as merged ranges of block numbers: (starts, ends),
+        numpy int64 for IPv4, lists of Python ints for IPv6."""
+        width = 128 if self.is_ipv6 else 32
+        if not 0 < prefix < width:
+            raise FlowError(f"invalid netblock prefix {prefix} for an IPv{6 if self.is_ipv6 else 4}"
+                            " IP set")
+        shift = width - prefix
+        if not self.is_ipv6:
+            lo = self.starts.astype(np.int64) >> shift
+            hi = self.ends.astype(np.int64) >> shift
+            # consecutive ranges may share a block: merge ids that touch or overlap
+            brk = np.flatnonzero(lo[1:] > hi[:-1] + 1)
+            return lo[np.r_[0, brk + 1]], hi[np.r_[brk, len(hi) - 1]]
+        ids = []  # IPv6: few ranges in practice, so Python ints keep the 128-bit shifts exact
+        for s, e in zip(self.starts, self.ends, strict=True):
+            a, b = to_int(s) >> shift, to_int(e) >> shift
+            if ids and a <= ids[-1][1] + 1:
+                ids[-1][1] = max(ids[-1][1], b)
+            else:
+                ids.append([a, b])
+        return [a for a, _ in ids], [b for _, b in ids]
+
+    def fill_blocks(self, prefix):
+        """Every /prefix block holding an address of the set, completely filled."""
+        if not self:
+            return IPSet(ipv6=self.is_ipv6)
+        a, b = self._block_ids(prefix)
+        width = 128 if self.is_ipv6 else 32
+        shift = width - prefix
+        if not self.is_ipv6:
+            return IPSet.from_ranges((a << shift).astype(np.uint32),
+                                     ((b << shift) | ((1 << shift) - 1)).astype(np.uint32))
+        host = (1 << shift) - 1
+        return IPSet.from_ranges(addrs.pairs([x << shift for x in a]),
+                                 addrs.pairs([(y << shift) | host for y in b]), True)
+
+    def mask(self, prefix, limit=1 << 28):
+        """One address, the block's first, for every /prefix block holding an address."""
+        if not self:
+            return IPSet(ipv6=self.is_ipv6)
+        a, b = self._block_ids(prefix)
+        width = 128 if self.is_ipv6 else 32
+        shift = width - prefix
+        n = int(sum(int(y) - int(x) + 1 for x, y in zip(a, b, strict=True))) \
+            if self.is_ipv6 else int((b - a + 1).sum())
+        if n > limit:
+            raise FlowError(f"masking gives {n} addresses (more than {limit})")
+        if not self.is_ipv6:
+            lens = b - a + 1
+            ids = np.repeat(a - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(n)
+            firsts = (ids << shift).astype(np.uint32)
+            return IPSet(firsts, firsts) if shift else IPSet.from_addresses(firsts)
+        firsts = addrs.pairs([i << shift for x, y in zip(a, b, strict=True)
+                              for i in range(x, y + 1)])
+        return IPSet(firsts, firsts.copy(), True)
+
+    def sample(self, size=None, ratio=None, rng=None):
+        """A random subset: exactly ``size`` addresses (all of them when the set is no
+        larger), or each address kept with probability ``ratio``."""
+        rng = np.random.default_rng(rng)
+        n = self.count()
+        if size is not None:
+            if n <= size:
+                return self
+            picks = np.sort(rng.choice(n, size=size, replace=False)) if n < 1 << 62 else \
+                np.unique(rng.integers(0, 1 << 62, size=size))
+        else:
+            if n > 1 << 32:
+                raise FlowError(f"cannot sample by ratio from {n} addresses")
+            picks = np.flatnonzero(rng.random(n) < ratio)
+        return self.nth(picks)
+
+    def nth(self, positions):
+        """The addresses at sorted 0-based positions in the set's address order."""
+        positions = np.asarray(positions, np.int64)
+        if not self.is_ipv6:
+            lens = self.ends.astype(np.int64) - self.starts + 1
+            first = np.r_[0, np.cumsum(lens)[:-1]]
+            r = np.searchsorted(first, positions, side="right") - 1
+            vals = (self.starts[r].astype(np.int64) + positions - first[r]).astype(np.uint32)
+            return IPSet.from_addresses(vals)
+        out, at = [], 0
+        pos = positions.tolist()
+        k = 0
+        for s, e in zip(self.starts, self.ends, strict=True):
+            a, b = to_int(s), to_int(e)
+            while k < len(pos) and pos[k] - at <= b - a:
+                out.append(a + pos[k] - at)
+                k += 1
+            at += b - a + 1
+            if k == len(pos):
+                break
+        return IPSet.from_addresses(addrs.pairs(out), True) if out else IPSet(ipv6=True)
 
     # --- inspection
 
@@ -250,15 +351,16 @@ class IPSet(addrs.Ranges):
             base = np.repeat(self.starts.astype(np.int64) - np.r_[0, np.cumsum(lens)[:-1]],
                              lens)
             return (base + np.arange(n)).astype(np.uint32)
+        if not n:
+            return np.zeros((0, 2), np.uint64)
+        # every range is shorter than the limit, so its length fits the low half's difference
+        lens = (self.ends[:, 1] - self.starts[:, 1]).astype(np.int64) + 1
+        first = np.r_[0, np.cumsum(lens)[:-1]]
+        offset = (np.arange(n) - np.repeat(first, lens)).astype(np.uint64)
+        base_lo = np.repeat(self.starts[:, 1], lens)
         out = np.empty((n, 2), np.uint64)
-        i = 0
-        for s, e in zip(self.starts, self.ends, strict=True):
-            a, b = to_int(s), to_int(e)
-            vals = np.arange(b - a + 1, dtype=np.uint64)
-            lo = np.uint64(a & addrs.M64) + vals  # may carry into hi
-            out[i:i + len(vals), 0] = np.uint64(a >> 64) + (lo < vals)
-            out[i:i + len(vals), 1] = lo
-            i += len(vals)
+        out[:, 1] = base_lo + offset  # may carry into hi
+        out[:, 0] = np.repeat(self.starts[:, 0], lens) + (out[:, 1] < base_lo)
         return out
 
 
@@ -285,13 +387,14 @@ def _gt128(ah, al, bh, bl):
 # --- normalization and the sweep ---------------------------------------------------
 
 
-def _normalize32(s, e):
-    """Sorted, merged ranges from starts/ends (overlaps and adjacency merged)."""
+def _normalize32(s, e, runs=False):
+    """Sorted, merged ranges from starts/ends (overlaps and adjacency merged); runs: the
+    input is a few sorted runs, which a stable sort merges in linear time."""
     if not len(s):
         return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
     key = s.astype(np.uint64) << np.uint64(32)
     key |= e.astype(np.uint64)
-    key.sort()  # by start, then end, in one SIMD sort
+    key.sort(kind="stable" if runs else None)  # by start, then end (SIMD sort, or merge)
     s = key >> np.uint64(32)
     key &= np.uint64(addrs.M32)
     reach = np.maximum.accumulate(key)
@@ -325,6 +428,37 @@ def _normalize128(s, e):
     first = np.flatnonzero(new)
     last = np.r_[first[1:] - 1, len(s) - 1]
     return np.ascontiguousarray(s[first]), np.ascontiguousarray(reach[last])
+
+
+def _touching32(a, b, op):
+    """Intersection or difference of IPv4 sets, sweeping only the ranges of each that
+    overlap a range of the other: sparse sets (random hosts) barely overlap, and the
+    untouched ranges of a pass through a difference as they are."""
+    ta, tb = _overlapping(a, b), _overlapping(b, a)
+    part_a = IPSet(a.starts[ta], a.ends[ta])
+    part_b = IPSet(b.starts[tb], b.ends[tb])
+    s, e = _sweep32(part_a, part_b, op)
+    if op == "intersection" or ta.all():
+        return IPSet(s, e)
+    # the untouched ranges and the pieces are disjoint and never adjacent (the pieces came
+    # from other ranges of a): interleave the two sorted lists by their starts
+    ks, ke = a.starts[~ta], a.ends[~ta]
+    n = len(ks) + len(s)
+    at_piece = np.searchsorted(ks, s) + np.arange(len(s))
+    at_kept = np.searchsorted(s, ks) + np.arange(len(ks))
+    starts, ends = np.empty(n, np.uint32), np.empty(n, np.uint32)
+    starts[at_piece], ends[at_piece] = s, e
+    starts[at_kept], ends[at_kept] = ks, ke
+    return IPSet(starts, ends)
+
+
+def _overlapping(a, b):
+    """Mask of a's ranges that overlap some range of b (both sorted and disjoint)."""
+    if not len(b.starts) or not len(a.starts):
+        return np.zeros(len(a.starts), bool)
+    j = np.searchsorted(b.ends, a.starts)  # the first range of b ending at or after it
+    jj = np.minimum(j, len(b.starts) - 1)
+    return (j < len(b.starts)) & (b.starts[jj] <= a.ends)
 
 
 def _boundaries32(r, kind):
@@ -544,12 +678,22 @@ def _read_pyflow(f, name, prefix):
         else:
             s = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.uint32)
             e = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint32)
-            out = IPSet.from_ranges(s, e, False)
+            out = _checked32(s, e)
     except ValueError:
         raise FormatError(f"{name}: corrupt set data (bad ranges)") from None
     out.meta = {"history": list(meta.get("history") or []),
                 "notes": list(meta.get("notes") or []), "format": "pyflow"}
     return out
+
+
+def _checked32(s, e):
+    """A set from a file's IPv4 ranges: as they are when sorted, disjoint and not
+    adjacent (files written by pyflow are), else normalized."""
+    s, e = np.asarray(s, np.uint32), np.asarray(e, np.uint32)
+    if len(s) > 1 and (s[1:].astype(np.int64) > e[:-1].astype(np.int64) + 1).all() and \
+            (s <= e).all():
+        return IPSet(s, e)
+    return IPSet.from_ranges(s, e, False)
 
 
 _COLS4 = (("start", np.uint32), ("size", np.uint32))

@@ -142,7 +142,7 @@ class Renderer:
         return field.width
 
     def title(self, field):
-        return field.name[: self.width(field)] if self.columnar else field.name
+        return field.title[: self.width(field)] if self.columnar else field.title
 
     def header(self, fields):
         if not self.titles:
@@ -199,6 +199,8 @@ class Renderer:
             return mat, lens
         if kind == "uint":
             return text.uint(values, w, out=out)
+        if kind == "text":  # a field that formats itself (fields.py: match)
+            return field.text(values, w, out)
         if kind == "flags":
             return text.flag_letters(values, text.TCP_FLAGS, w, self.integer_flags, out)
         if kind == "attributes":

@@ -22,7 +22,7 @@ def _join(parts):
     return big[np.concatenate(masks, axis=1)].tobytes() if n else b""
 
 
-_QUOTED = ("ip", "time", "flags", "attributes", "sensor", "class", "type")
+_QUOTED = ("ip", "time", "flags", "attributes", "sensor", "class", "type", "text")
 
 
 class CsvEmitter:

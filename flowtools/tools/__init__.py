@@ -5,14 +5,27 @@ of the same names defined below (``pyflow-cat`` -> ``flowtools.tools:run_cat``).
 """
 
 TOOLS = {
+    "pyflow-bag": "bag",
+    "pyflow-bagbuild": "bagbuild",
+    "pyflow-bagcat": "bagcat",
+    "pyflow-bagtool": "bagtool",
     "pyflow-cat": "cat",
+    "pyflow-collect": "collect",
+    "pyflow-count": "count",
     "pyflow-cut": "cut",
     "pyflow-fileinfo": "fileinfo",
     "pyflow-filter": "filter",
     "pyflow-gen": "gen",
+    "pyflow-match": "match",
     "pyflow-pack": "pack",
+    "pyflow-set": "set",
+    "pyflow-setbuild": "setbuild",
+    "pyflow-setcat": "setcat",
+    "pyflow-settool": "settool",
     "pyflow-sort": "sort",
     "pyflow-tuc": "tuc",
+    "pyflow-uniq": "uniq",
+    "pyflow-stats": "stats",
 }
 
 

@@ -77,14 +77,16 @@ def _inputs(names, method, level):
 def _copy(reader, writer, method, level, threads):
     """Decode every block of reader and write it to writer; returns the record count."""
     from ..flowfile import decode_all
+    from ..schema import nrecords
     copy = _copyable(reader, method, level)
     count = 0
     for _, block, batch in decode_all([reader], threads=threads):
         if copy:
             writer.write_block(block)
+            count += block.n
         else:
             writer.write(batch)
-        count += block.n
+            count += nrecords(batch)
     return count
 
 

@@ -88,22 +88,6 @@ def temp_directory(opts):
     return path
 
 
-def _check_output(path):
-    """Fail before reading any input when the output cannot be written (as rwsort, which
-    opens its output first); the output itself is created once the first record is due."""
-    import os
-    import sys
-
-    from .. import io
-    from ..errors import FlowError
-    if path in io.STDOUT_NAMES:
-        if sys.stdout.isatty():
-            raise FlowError(f"will not write binary data to a terminal ({path})")
-    elif path != "stderr" and os.path.lexists(path) and not io.clobber_allowed() and \
-            (not os.path.exists(path) or os.path.isfile(path)):
-        raise FlowError(f"will not create new file over existing file '{path}'")
-
-
 def input_names(opts):
     from .. import io
     from ..errors import FlowError
@@ -157,7 +141,7 @@ def main(opts):
         else sorting.DEFAULT_BUFFER
     tempdir = temp_directory(opts)
     method, level = cli.compression(opts)
-    _check_output(opts.output_path)
+    io.check_output(opts.output_path)
     names = input_names(opts)
     inputs = _Inputs(opts)
 
