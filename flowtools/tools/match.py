@@ -129,8 +129,7 @@ def main(opts):
     renderer = Renderer(opts)
     config = cli.site_config(opts, required=False)
     # refuse an unwritable output before reading anything
-    from .sort import _check_output
-    _check_output(names[2])
+    io.check_output(names[2])
     metas = []
     query = _read(names[0], renderer, metas)
     response = _read(names[1], renderer, metas)
