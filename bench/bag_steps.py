@@ -42,7 +42,7 @@ def _sources(b, path):
     s = read_set(path)
     v4 = IPSet.from_ranges(np.array([[0, 0xFFFF00000000]], np.uint64),
                            np.array([[0, 0xFFFFFFFFFFFF]], np.uint64), True)
-    return s.count(), (s.intersection(v4).count() if s.ipv6 else s.count())
+    return s.count(), (s.intersection(v4).count() if s.is_ipv6 else s.count())
 
 
 def step_bag(b):

@@ -305,3 +305,106 @@ def test_bag_of_many_files_on_workers_equals_one_stream(tmp_path):
         np.testing.assert_array_equal(x.keys, y.keys)
         np.testing.assert_array_equal(x.counters, y.counters)
         assert len(x) > 10
+
+
+# --- pyflow-bagcat --network-structure ------------------------------------------------------
+
+def _v6_bag(items):
+    import ipaddress
+    ks = [int(ipaddress.IPv6Address(a)) for a, _ in items]
+    keys = np.array([[k >> 64, k & (2**64 - 1)] for k in ks], np.uint64)
+    return bag.Bag(("sIPv6",), "records", True, keys, np.array([c for _, c in items],
+                                                                 np.uint64))
+
+
+def test_network_structure_ipv4_golden(tmp_path):
+    from flowtools.tools.bagcat import network_structure
+    b = make([0x0A000001, 0x0A000002, 0xC0A8010A], [2300, 120, 4000])
+    # SiLK's own example (rwbagcat(1)): each block after the finer blocks inside it
+    assert network_structure(b, "v4:16,24", set()) == (
+        "  10.0.0.0/24       |                2420|\n"
+        "10.0.0.0/16         |                2420|\n"
+        "  192.168.1.0/24    |                4000|\n"
+        "192.168.0.0/16      |                4000|\n")
+    # the default structure: the total with the occupied /8s, /16s, /24s and /27s
+    assert network_structure(b, "", set()) == (
+        "TOTAL|                6420| 3 hosts in 2 /8s, 2 /16s, 2 /24s, and 2 /27s\n")
+    assert network_structure(b, "v4:H,16", set(), ",", False, False) == (
+        "10.0.0.1,2300\n10.0.0.2,120\n10.0.0.0/16,2420\n192.168.1.10,4000\n"
+        "192.168.0.0/16,4000\n")
+    assert network_structure(b, "v4:24", {"map-v4"}).splitlines()[0] == \
+        "       ::ffff:10.0.0.0/120|                2420|"
+    # the same through the tool, from a SiLK-format file
+    path = tmp_path / "t.bag"
+    bag.write_bag(b, str(path), "silk")
+    r = run(tool("pyflow-bagcat") + ["--network-structure=TS/24,H", str(path)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"TOTAL|                6420| 3 hosts in 2 /24s\n"
+
+
+def test_network_structure_ipv6_golden():
+    from flowtools.tools.bagcat import network_structure
+    b = _v6_bag([("2001:db8::1", 5), ("2001:db8::2", 7), ("2001:db8:0:1::9", 2**64 - 1),
+                 ("2001:db8:1::1", 3)])
+    # IPv6 sums are 128-bit (SiLK's ns128_t): no wrap past 2^64
+    assert network_structure(b, "v6:H,48,64", set()) == (
+        "    2001:db8::1                              |                   5|\n"
+        "    2001:db8::2                              |                   7|\n"
+        "  2001:db8::/64                              |                  12|\n"
+        "    2001:db8:0:1::9                          |18446744073709551615|\n"
+        "  2001:db8:0:1::/64                          |18446744073709551615|\n"
+        "2001:db8::/48                                |18446744073709551627|\n"
+        "    2001:db8:1::1                            |                   3|\n"
+        "  2001:db8:1::/64                            |                   3|\n"
+        "2001:db8:1::/48                              |                   3|\n")
+    assert network_structure(b, "", set()) == (
+        "TOTAL|18446744073709551630| 4 hosts in 2 /48s and 3 /64s\n")
+    assert network_structure(b, "v6:48", {"zero-padded"}) == (
+        "2001:0db8:0000:0000:0000:0000:0000:0000/048|18446744073709551627|\n"
+        "2001:0db8:0001:0000:0000:0000:0000:0000/048|                   3|\n")
+    # a v4 structure sees only ::ffff:0:0/96; none here, so an empty total
+    assert network_structure(b, "v4:T", set()) == "TOTAL|                   0|\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(entries, st.integers(1, 31), st.booleans())
+def test_network_structure_sums_match_grouping(a, bits, v6):
+    """Every /bits row is the sum (IPv4: wrapping at 2^64, as SiLK) and host count of
+    the keys in that block, in key order; the total covers them all."""
+    from flowtools.tools.bagcat import network_structure
+    A = bag_of(a, v6)
+    out = network_structure(A, f"v4:T{bits}/", set(), "|", False, False)
+    want = {}
+    for k in sorted(a):
+        net = k >> (32 - bits) << (32 - bits)
+        s, n = want.get(net, (0, 0))
+        want[net] = ((s + a[k]) % 2**64, n + 1)
+    lines = out.splitlines()
+    assert len(lines) == len(want) + 1
+    for line, (net, (s, n)) in zip(lines, sorted(want.items()), strict=False):
+        addr = ".".join(str(net >> sh & 255) for sh in (24, 16, 8, 0))
+        assert line == f"{addr}/{bits}|{s}| {n} host{'' if n == 1 else 's'}"
+    blocks = len(want)
+    assert lines[-1] == (f"TOTAL|{sum(a.values()) % 2**64}| {len(a)} host"
+                         f"{'' if len(a) == 1 else 's'} in {blocks} /{bits}"
+                         f"{'' if blocks == 1 else 's'}")
+
+
+def test_network_structure_errors(tmp_path):
+    port = tmp_path / "p.bag"
+    bag.write_bag(make([80, 443], [1, 2], key=("dPort",)), str(port))
+    ipb = tmp_path / "i.bag"
+    bag.write_bag(make([1, 2], [1, 2]), str(ipb))
+    for args, words in ((["--network-structure", str(port)], "dPort keys"),
+                        (["--network-structure=33", str(ipb)], "above maximum of 32"),
+                        (["--network-structure=v5:8", str(ipb)], "'v6' or 'v4'"),
+                        (["--network-structure=S", str(ipb)], "A numeric prefix"),
+                        (["--network-structure=8/16/24", str(ipb)], "Only one '/'"),
+                        (["--network-structure", "--bin-ips", str(ipb)], "--bin-ips"),
+                        (["--network-structure", "--key-format=epoch", str(ipb)],
+                         "only IP formats")):
+        r = run(tool("pyflow-bagcat") + args)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and r.stdout == b"", args
+        assert err.startswith("pyflow-bagcat: ") and err.count("\n") == 1, err
+        assert words in err, err

@@ -31,8 +31,9 @@ PROGRAMS = {
 # Not in pyflow: prefix maps and country codes.
 UNSUPPORTED = ("pmap", "country", "-cc-", "dcc", "scc")
 
-# The cases run by default (one or two per feature; ~20 s); PYFLOW_ALL_SILK_CASES=1 runs
-# every case (~5 minutes: most read the 501,876-record data.rwf).
+# The cases run by default (one or two per feature, and every --network-structure case;
+# ~35 s); PYFLOW_ALL_SILK_CASES=1 runs every case (~5 minutes: most read the 501,876-record
+# data.rwf).
 QUICK = {
     "rwbag-sip-flo", "rwbag-sip-flo-v6", "rwbag-dport-flow", "rwbag-flags-flo",
     "rwbag-stime-byt", "rwbagcat-bin-ips-binary", "rwbagcat-sort-count-pro-pkt-dec",
@@ -350,7 +351,7 @@ def run_case(layout, command):
 
 @pytest.mark.parametrize("name,md5,command", CASES, ids=[c[0] for c in CASES])
 def test_silk_case(layout, name, md5, command):
-    if not ALL and name not in QUICK:
+    if not ALL and name not in QUICK and "net-struct" not in name:
         pytest.skip("one of the full set: PYFLOW_ALL_SILK_CASES=1 runs it")
     if any(u in name or u in command for u in UNSUPPORTED):
         pytest.skip("prefix maps and country codes are not in pyflow")

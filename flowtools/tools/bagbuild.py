@@ -58,11 +58,17 @@ def _count(text, where):
 def parse_text(data, name, delimiter="|", default=1, fixed=None):
     """Keys and counters from rwbagbuild text: (integer keys, their counters, [(IPSet,
     counter)] of address keys, any IPv6 key?). Wildcards match every address they name."""
+    import socket
+
+    import numpy as np
+
     from .. import addrs
     from ..errors import FlowError
     from ..ipset import IPSet
     ints, counts = [], []
     ranges = []  # (IPSet, counter)
+    # plain addresses (most lines) are packed by the C parser and added in one piece
+    plain = {socket.AF_INET: ([], []), socket.AF_INET6: ([], [])}
     seen_num = seen_v6 = False
     for lineno, raw in enumerate(data.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -93,6 +99,19 @@ def parse_text(data, name, delimiter="|", default=1, fixed=None):
             ints.append(int(key))
             counts.append(ctr)
             continue
+        family = socket.AF_INET6 if ":" in key else socket.AF_INET
+        try:
+            packed = socket.inet_pton(family, key)
+        except OSError:
+            packed = None
+        if packed is not None:
+            if family == socket.AF_INET6:
+                if seen_num:
+                    raise FlowError(f"{where}: may not mix integer keys with IPv6 keys")
+                seen_v6 = True
+            plain[family][0].append(packed)
+            plain[family][1].append(ctr)
+            continue
         try:
             m = addrs.parse_wildcard(key, "key")
         except FlowError:
@@ -105,6 +124,12 @@ def parse_text(data, name, delimiter="|", default=1, fixed=None):
             seen_v6 = True
         s = IPSet.from_matcher(m)
         ranges.append((s, ctr))
+    for family, (keys, ctrs) in plain.items():
+        if keys:
+            raw = np.frombuffer(b"".join(keys), ">u4" if family == socket.AF_INET else ">u8")
+            addr = raw.astype(np.uint32) if family == socket.AF_INET else \
+                raw.astype(np.uint64).reshape(-1, 2)
+            ranges.append((addr, np.array(ctrs, np.uint64)))
     return ints, counts, ranges, seen_v6
 
 
@@ -128,6 +153,13 @@ def build_from_text(data, name, delimiter="|", default=1, fixed=None, key="custo
             k = k.astype(np.uint32)
         pieces.append((k, np.array(counts, np.uint64)))
     for s, ctr in ranges:
+        if isinstance(s, np.ndarray):  # plain addresses, one counter each
+            addr = s
+            if any_v6 and addr.ndim == 1:
+                addr = np.stack([np.zeros(len(s), np.uint64),
+                                 s.astype(np.uint64) | np.uint64(0xFFFF00000000)], axis=1)
+            pieces.append((addr, ctr))
+            continue
         s = s.to_v6() if any_v6 else s
         addr = s.addresses()
         pieces.append((addr, np.full(len(addr), ctr, np.uint64)))
