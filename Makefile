@@ -34,6 +34,13 @@ demo: venv
 	$(BIN)/pyflow-filter --data-rootdir=$(DEMO)/archive --start-date=2024/03/01 --type=in \
 	    --proto=6 --dport=445 --flags-all=S/SA --print-statistics --pass=stdout \
 	    | $(BIN)/pyflow-cut --fields=sip,dip,dport,flags,stime --num-recs=5
+	@echo "== the top five TCP destination ports of the first day's inbound traffic"
+	$(BIN)/pyflow-filter --data-rootdir=$(DEMO)/archive --start-date=2024/03/01 --type=in,inweb \
+	    --proto=6 --pass=stdout | $(BIN)/pyflow-stats --fields=dport --count=5
+	@echo "== sources that sent at most 3 inbound flows that day (a bag, its cover set)"
+	$(BIN)/pyflow-filter --data-rootdir=$(DEMO)/archive --start-date=2024/03/01 --type=in,inweb \
+	    --proto=0- --pass=stdout | $(BIN)/pyflow-bag --sip-flows=stdout \
+	    | $(BIN)/pyflow-bagtool --maxcounter=3 --coverset | $(BIN)/pyflow-setcat --count-ips
 	@echo "== the whole archive, as CSV rows for other tools (first five)"
 	find $(DEMO)/archive -type f | $(BIN)/pyflow-cat --xargs \
 	    | $(BIN)/pyflow-cut --fields=stime,sip,dip,dport,protocol,bytes --output-format=csv \
