@@ -10,13 +10,13 @@ writer killed at any moment leaves every file readable with complete records.
 
 import fcntl
 import os
-import tempfile
 
 import numpy as np
 
 from . import container, schema
 from .errors import FlowError, FormatError
 from .flowfile import DEFAULT_BLOCK_RECORDS, DEFAULT_LEVEL, FlowWriter
+from .io import temp_beside
 
 HOUR_MS = 3_600_000
 
@@ -185,9 +185,7 @@ class _NewFile:
     def __init__(self, path, batches, meta, compression, level, block_records):
         self.path, self.batches = path, batches
         self.args = (level, block_records)
-        directory = os.path.dirname(path) or "."
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
-                                        suffix=".tmp", dir=directory)
+        fd, self.tmp = temp_beside(path, f".{os.path.basename(path)}.{os.getpid()}.")
         try:
             with os.fdopen(fd, "w+b") as f:
                 w = FlowWriter(f, meta, compression, level, block_records, parallel=False)

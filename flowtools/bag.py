@@ -31,7 +31,7 @@ from . import container
 from .errors import FlowError, FormatError
 
 KIND = "bag"
-BLOCK_ENTRIES = 1 << 20
+BLOCK_ENTRIES = 1 << 17  # bounds the writer's temporary arrays
 MAX64 = np.uint64(2**64 - 1)
 
 # SiLK's field types (skBagFieldType_t): name -> (id, octets). 0 octets: not a key type here.
@@ -790,9 +790,9 @@ def _read_pyflow(f, name, prefix):
 def encode_blocks(bag, level=3):
     from . import flowfile
     cctx = zstandard.ZstdCompressor(level=level) if level is not None else None
-    w2 = bag.layout.words2d(bag.keys)
     for at in range(0, len(bag), BLOCK_ENTRIES):
-        part = w2[at:at + BLOCK_ENTRIES]
+        # widened block by block: a whole-bag copy would double the writer's memory
+        part = bag.layout.words2d(bag.keys[at:at + BLOCK_ENTRIES])
         cols = [np.ascontiguousarray(part[:, i]) for i in range(part.shape[1])]
         cols.append(bag.counters[at:at + BLOCK_ENTRIES])
         descs, data = [], []

@@ -94,6 +94,18 @@ def input_names(args, xargs=None, stdin=None):
     return names
 
 
+def temp_beside(path, prefix=None, suffix=".tmp"):
+    """(fd, name) of a new temporary file in path's directory, to be renamed onto path,
+    with the mode a file made by open() would have (mkstemp's is 0600)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=prefix or "." + os.path.basename(path) + ".",
+                               suffix=suffix, dir=directory)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+    return fd, tmp
+
+
 def check_output(path, binary=True):
     """Raise the error opening path as an output would, before any work is done: binary
     data to a terminal, or an existing file without the clobber variable set."""
@@ -127,10 +139,8 @@ class Output:
             self.owned = True
             self.seekable = False
             return
-        directory = os.path.dirname(os.path.abspath(path))
         try:
-            fd, self.tmp = tempfile.mkstemp(
-                prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+            fd, self.tmp = temp_beside(path)
         except OSError as exc:
             raise FlowError(f"cannot create {path}: {exc.strerror}") from None
         self.f = os.fdopen(fd, "wb" if binary else "w")

@@ -25,19 +25,15 @@ def pyplot():
 def save(fig, path):
     """Write the figure to path as PNG (through a temporary name, replaced when done)."""
     import os
-    import tempfile
-    directory = os.path.dirname(os.path.abspath(path))
+
+    from .io import temp_beside
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".png",
-                                   dir=directory)
+        fd, tmp = temp_beside(path, suffix=".png")
     except OSError as exc:
         raise FlowError(f"cannot create {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=100)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)   # as a file made by open(), not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         try:

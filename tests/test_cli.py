@@ -210,3 +210,22 @@ def test_cat_of_many_files_verifies_them_all(rng, tmp_path):
     out2 = tmp_path / "bad.pf"
     p = run("pyflow-cat", f"--xargs={listing}", f"--output-path={out2}", check=False)
     assert p.returncode == 1 and "f13.pf" in p.stderr.decode() and not out2.exists()
+
+
+def test_outputs_and_archive_files_get_the_usual_mode(tmp_path):
+    """Files appear with 0666 less the umask, as open() makes them, not mkstemp's 0600:
+    an archive written by one user is read by others."""
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "a"
+        subprocess.run([sys.executable, os.path.join(ROOT, "bin", "pyflow-gen"),
+                        f"--data-rootdir={root}", "--flows=500", "--seed=1",
+                        "--start-date=2024/03/01", "--hours=1"], check=True)
+        files = [p for p in root.rglob("*") if p.is_file() and p.name != "silk.conf"]
+        out = tmp_path / "all.pf"
+        subprocess.run([sys.executable, os.path.join(ROOT, "bin", "pyflow-cat"),
+                        str(files[0]), f"--output-path={out}"], check=True)
+        for path in [*files, out]:
+            assert path.stat().st_mode & 0o777 == 0o644, path
+    finally:
+        os.umask(old)
