@@ -631,9 +631,14 @@ def format_key_text(bag):
 class Builder:
     """Accumulates (keys, counters) pieces into a bag in bounded memory: each piece is
     reduced at once, reduced pieces wait in a list, and they are merged into the sorted
-    result when they reach an eighth of its size (at least MERGE_MIN entries)."""
+    result when they reach an eighth of its size (at least MERGE_MIN entries).
+
+    In an IPv6 bag of one address key, the IPv4 addresses (::ffff:0:0/96) are held as
+    32-bit values apart from the others until the bag is made: a bag that turned IPv6
+    because a few IPv6 records arrived costs little more than an IPv4 one."""
 
     MERGE_MIN = 1 << 18
+    _MAPPED = np.uint64(0xFFFF00000000)
 
     def __init__(self, key, counter, ipv6=False):
         self.key, self.counter = tuple(key), counter
@@ -642,6 +647,9 @@ class Builder:
         self.keys = self.layout.empty()
         self.counters = np.zeros(0, np.uint64)
         self.pending, self.pending_n = [], 0
+        self.split = len(self.key) == 1 and (self.key[0] in IP_TYPES or self.key[0] == "custom")
+        self.keys4 = np.zeros(0, np.uint32)  # the IPv4 part of an IPv6 address bag
+        self.counters4 = np.zeros(0, np.uint64)
         self.saturated = False
 
     def promote_v6(self):
@@ -649,6 +657,12 @@ class Builder:
         if self.ipv6:
             return
         self.flush()
+        if self.split:
+            self.keys4, self.counters4 = self.keys.astype(np.uint32), self.counters
+            self.key = tuple(TO_V6.get(k, k) for k in self.key)
+            self.ipv6, self.layout = True, Layout(self.key, True)
+            self.keys, self.counters = self.layout.empty(), np.zeros(0, np.uint64)
+            return
         bag = Bag(self.key, self.counter, False, self.keys, self.counters).to_v6()
         self.key, self.ipv6, self.layout = bag.key, True, bag.layout
         self.keys, self.counters = bag.keys, bag.counters
@@ -657,9 +671,16 @@ class Builder:
         """A piece already reduced (sorted distinct keys)."""
         if len(keys) == 0:
             return
-        self.pending.append((keys, counts))
         self.pending_n += len(keys)
-        if self.pending_n >= max(self.MERGE_MIN, len(self.keys) // 8):
+        if self.split and self.ipv6 and keys.ndim == 2:
+            v4 = (keys[:, 0] == 0) & ((keys[:, 1] >> np.uint64(32)) == np.uint64(0xFFFF))
+            if v4.any():
+                # sorted IPv6-form keys keep their IPv4 part sorted by its low word
+                self.pending.append((keys[v4, 1].astype(np.uint32), counts[v4]))
+                keys, counts = keys[~v4], counts[~v4]
+        if len(keys):
+            self.pending.append((keys, counts))
+        if self.pending_n >= max(self.MERGE_MIN, (len(self.keys) + len(self.keys4)) // 8):
             self.flush()
 
     def add(self, keys, counters=None):
@@ -676,18 +697,49 @@ class Builder:
     def flush(self):
         if not self.pending:
             return
-        if len(self.pending) == 1:
-            k, c = self.pending[0]
-        else:
-            k, c, sat = reduce(np.concatenate([p[0] for p in self.pending]),
-                               np.concatenate([p[1] for p in self.pending]))
-            self.saturated |= sat
+        narrow = [p for p in self.pending if p[0].ndim == 1 and p[0].dtype == np.uint32
+                  and self.ipv6 and self.split]
+        wide = [p for p in self.pending if not (p[0].ndim == 1 and p[0].dtype == np.uint32
+                                                and self.ipv6 and self.split)]
         self.pending, self.pending_n = [], 0
-        self.keys, self.counters, sat = merge_sorted(self.keys, self.counters, k, c)
+        if narrow:
+            self.keys4, self.counters4 = self._merge(self.keys4, self.counters4, narrow)
+        if wide:
+            self.keys, self.counters = self._merge(self.keys, self.counters, wide)
+
+    def _merge(self, keys, counters, pieces):
+        if len(pieces) == 1:
+            k, c = pieces[0]
+        else:
+            k, c, sat = reduce(np.concatenate([p[0] for p in pieces]),
+                               np.concatenate([p[1] for p in pieces]))
+            self.saturated |= sat
+        keys, counters, sat = merge_sorted(keys, counters, k, c)
         self.saturated |= sat
+        return keys, counters
+
+    def _joined(self):
+        """The IPv6 keys with the IPv4 part put back in its place (::ffff:0:0/96)."""
+        n4 = len(self.keys4)
+        if not n4:
+            return self.keys, self.counters
+        k, c = self.keys, self.counters
+        # keys before ::ffff:0.0.0.0 are those with a zero high word and a smaller low word
+        zero = _zero_lead(k) if len(k) else 0
+        at = int(np.searchsorted(k[:zero, 1], self._MAPPED)) if zero else 0
+        keys = np.empty((len(k) + n4, 2), np.uint64)
+        counters = np.empty(len(k) + n4, np.uint64)
+        keys[:at], counters[:at] = k[:at], c[:at]
+        keys[at:at + n4, 0] = 0
+        np.bitwise_or(self.keys4, self._MAPPED, out=keys[at:at + n4, 1], dtype=np.uint64)
+        counters[at:at + n4] = self.counters4
+        keys[at + n4:], counters[at + n4:] = k[at:], c[at:]
+        self.keys4, self.counters4 = self.keys4[:0], self.counters4[:0]
+        return keys, counters
 
     def bag(self, meta=None):
         self.flush()
+        self.keys, self.counters = self._joined()
         nz = self.counters != 0
         keys, ctr = (self.keys, self.counters) if nz.all() else \
             (self.keys[nz], self.counters[nz])
