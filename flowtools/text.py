@@ -317,9 +317,17 @@ def ipv6(col, width, style="canonical"):
     return from_strings(ipv6_strings(uniq["hi"], uniq["lo"], style), index.ravel(), width)
 
 
-_HEX = np.array([f"{i:x}".encode() for i in range(65536)], "S4")
-_HEX4 = np.array([f"{i:04x}".encode() for i in range(65536)], "S4")
-_DEC = np.array([str(i).encode() for i in range(256)], "S3")
+_WORD_TEXT = {}
+
+
+def _word_text(kind):
+    """Text of every 16-bit word ('x': hex, '04x': padded hex) or byte ('d'), built on
+    first use (not at import: tools start fast)."""
+    with _BUILD:
+        if kind not in _WORD_TEXT:
+            n, size = (256, "S3") if kind == "d" else (65536, "S4")
+            _WORD_TEXT[kind] = np.array([format(i, kind).encode() for i in range(n)], size)
+        return _WORD_TEXT[kind]
 
 
 def _join(parts, sep):
@@ -345,7 +353,7 @@ def ipv6_strings(hi, lo, style="canonical"):
         words[:, k] = (hi >> shift) & np.uint64(0xFFFF)
         words[:, 4 + k] = (lo >> shift) & np.uint64(0xFFFF)
     if style == "zero-padded":
-        return _join(_HEX4[words], b":")
+        return _join(_word_text("04x")[words], b":")
     out = np.zeros(m, "S45")
     dotted = np.zeros(m, bool)
     if style == "canonical":
@@ -354,8 +362,9 @@ def ipv6_strings(hi, lo, style="canonical"):
         compat = lead & (words[:, 5] == 0) & (words[:, 6] != 0)
         dotted = mapped | compat
         if dotted.any():
-            quad = _join(np.stack([_DEC[words[dotted, 6] >> 8], _DEC[words[dotted, 6] & 255],
-                                   _DEC[words[dotted, 7] >> 8], _DEC[words[dotted, 7] & 255]],
+            dec = _word_text("d")
+            quad = _join(np.stack([dec[words[dotted, 6] >> 8], dec[words[dotted, 6] & 255],
+                                   dec[words[dotted, 7] >> 8], dec[words[dotted, 7] & 255]],
                                   axis=1), b".")
             out[dotted] = np.char.add(np.where(mapped[dotted], b"::ffff:", b"::"), quad)
     # length of the run of zero words starting at each word
@@ -366,7 +375,7 @@ def ipv6_strings(hi, lo, style="canonical"):
     length = run[np.arange(m), start]
     start[length < 2] = 8
     length[length < 2] = 0
-    hexes = _HEX[words]
+    hexes = _word_text("x")[words]
     plain = ~dotted
     pattern = start * 16 + length
     for key in np.unique(pattern[plain]):
