@@ -22,7 +22,6 @@ words ``k0`` ... (``k0`` delta-encoded) and ``counter``; end markers carry ``{"r
 "blocks": B}``.
 """
 
-import os
 
 import numpy as np
 import zstandard
@@ -753,29 +752,12 @@ class Builder:
 
 def read_bag(source, name=None):
     """A Bag from a pyflow or SiLK bag file: a path or a binary file object."""
-    if isinstance(source, (str, bytes, os.PathLike)):
-        name = name or os.fsdecode(source)
-        try:
-            with open(source, "rb") as f:
-                return _read(f, name)
-        except OSError as exc:
-            raise FlowError(f"cannot open {name}: {exc.strerror}") from None
-    if name is None:
-        name = getattr(source, "name", None)
-        name = name if isinstance(name, str) and not name.startswith("<") else "stdin"
-    return _read(source, name)
+    return container.read_source(source, name, _read)
 
 
 def _read(f, name):
-    magic = f.read(4)
-    if magic == container.MAGIC[:4]:
-        return _read_pyflow(f, name, magic)
     from . import silkbag
-    if magic == silkbag.MAGIC:
-        return silkbag.read(f, name, magic)
-    if not magic:
-        raise FormatError(f"{name}: empty input (no header)")
-    raise FormatError(f"{name}: not a bag file (unknown magic {magic.hex()})")
+    return container.sniff(f, name, "a bag", _read_pyflow, silkbag.MAGIC, silkbag.read)
 
 
 def _read_pyflow(f, name, prefix):

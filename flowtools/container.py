@@ -22,7 +22,7 @@ import zlib
 
 import msgpack
 
-from .errors import FormatError
+from .errors import FlowError, FormatError
 
 MAGIC = b"\x89PYF\r\n\x1a\n"
 MAJOR = 1
@@ -208,3 +208,33 @@ def commit(f, length, previous):
     f.flush()
     os.fsync(f.fileno())
     return length, seq
+
+
+def read_source(source, name, read):
+    """read(f, name) on a path (opened here) or a binary file object, named 'stdin'
+    unless it has a real name."""
+    if isinstance(source, (str, bytes, os.PathLike)):
+        name = name or os.fsdecode(source)
+        try:
+            f = open(source, "rb")
+        except OSError as exc:
+            raise FlowError(f"cannot open {name}: {exc.strerror}") from None
+        with f:
+            return read(f, name)
+    if name is None:
+        name = getattr(source, "name", None)
+        name = name if isinstance(name, str) and not name.startswith("<") else "stdin"
+    return read(source, name)
+
+
+def sniff(f, name, what, pyflow, silk_magic, silk):
+    """pyflow(f, name, magic) or silk(f, name, magic) by the file's first four bytes;
+    what names the kind of file expected ('a bag', 'an IP set')."""
+    magic = f.read(4)
+    if magic == MAGIC[:4]:
+        return pyflow(f, name, magic)
+    if magic == silk_magic:
+        return silk(f, name, magic)
+    if not magic:
+        raise FormatError(f"{name}: empty input (no header)")
+    raise FormatError(f"{name}: not {what} file (unknown magic {magic.hex()})")

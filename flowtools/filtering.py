@@ -290,12 +290,14 @@ def load_set(option, path):
     import sys
 
     from . import ipset
+    if path in ("-", "stdin"):
+        return ipset.read_set(sys.stdin.buffer)
     try:
-        if path in ("-", "stdin"):
-            return ipset.read_set(sys.stdin.buffer)
-        return ipset.read_set(path)
+        f = open(path, "rb")
     except OSError as exc:
         raise FlowError(f"invalid --{option} '{path}': {exc.strerror}") from None
+    with f:
+        return ipset.read_set(f, path)
 
 
 def compile_switches(values, config=None, selection_partitions=False):

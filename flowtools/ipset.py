@@ -20,7 +20,6 @@ Files (``read_set``/``write_set``): pyflow's own set file is the pyflow containe
 SiLK's IPset files (FT_IPSET, record versions 0-5) are read and written by silkset.py.
 """
 
-import os
 
 import numpy as np
 import zstandard
@@ -617,26 +616,12 @@ def _cidrs(sh, sl, eh, el, width):
 def read_set(source, name=None):
     """An IPSet from a pyflow or SiLK set file: a path, or a binary file object (a pipe).
     Anything wrong with the data raises FormatError naming the file."""
-    if isinstance(source, (str, bytes, os.PathLike)):
-        name = name or os.fsdecode(source)
-        with open(source, "rb") as f:
-            return _read(f, name)
-    if name is None:
-        name = getattr(source, "name", None)
-        name = name if isinstance(name, str) and not name.startswith("<") else "stdin"
-    return _read(source, name)
+    return container.read_source(source, name, _read)
 
 
 def _read(f, name):
-    magic = f.read(4)
-    if magic == container.MAGIC[:4]:
-        return _read_pyflow(f, name, magic)
     from . import silkset
-    if magic == silkset.MAGIC:
-        return silkset.read(f, name, magic)
-    if not magic:
-        raise FormatError(f"{name}: empty input (no header)")
-    raise FormatError(f"{name}: not an IP set file (unknown magic {magic.hex()})")
+    return container.sniff(f, name, "an IP set", _read_pyflow, silkset.MAGIC, silkset.read)
 
 
 def _read_pyflow(f, name, prefix):
