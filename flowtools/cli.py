@@ -57,6 +57,15 @@ SHARED = {
               help="Do not record the command lines of the inputs and of this run in "
                    "the output."),
     ],
+    "filenames": [
+        _flag("--print-filenames", action="store_true",
+              help="Print to the standard error the name of each input as it is opened."),
+    ],
+    "copy-input": [
+        _flag("--copy-input", metavar="PATH",
+              help="Copy every record read to PATH as a pyflow stream ('-' or 'stdout' "
+                   "when the text goes elsewhere)."),
+    ],
     "site": [
         _flag("--site-config-file", metavar="FILE",
               help="Read the site configuration (silk.conf syntax) from FILE instead of "
@@ -95,14 +104,20 @@ class _UsageError(Exception):
     pass
 
 
+_TITLES = {"inputs": "input", "filenames": "input", "copy-input": "input",
+           "site": "site configuration"}
+
+
 def build_parser(tool):
     p = _Parser(prog=tool.name, description=tool.summary, allow_abbrev=True,
                 epilog=tool.description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups = {}
     for group in tool.uses:
-        g = p.add_argument_group({"inputs": "input", "site": "site configuration"}
-                                 .get(group, group) + " options")
+        title = _TITLES.get(group, group) + " options"
+        if title not in groups:
+            groups[title] = p.add_argument_group(title)
         for names, kw in SHARED[group]:
-            g.add_argument(*names, **kw)
+            groups[title].add_argument(*names, **kw)
     if tool.add_arguments:
         tool.add_arguments(p)
     g = p.add_argument_group("general options")

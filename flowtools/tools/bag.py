@@ -32,11 +32,6 @@ def _arguments(p):
                    help="Which records to count: ignore (IPv4 only), asv4 (IPv4 and "
                         "IPv6 in ::ffff:0:0/96 as IPv4), mix (default), force (IPv4 as "
                         "IPv6: IP bags hold IPv6 keys), only (IPv6 only).")
-    p.add_argument("--print-filenames", action="store_true",
-                   help="Print to the standard error the name of each input as it is "
-                        "opened.")
-    p.add_argument("--copy-input", metavar="PATH",
-                   help="Copy every record read to PATH (a file, named pipe or stdout).")
 
 
 TOOL = Tool(
@@ -49,7 +44,7 @@ TOOL = Tool(
                 "saturate at 18446744073709551615 with a warning. An IPv4 address bag "
                 "becomes an IPv6 bag when an IPv6 record arrives. Only the columns the "
                 "keys and counters need are decoded.",
-    uses=("inputs", "compression", "notes", "site"),
+    uses=("inputs", "compression", "notes", "site", "filenames", "copy-input"),
     add_arguments=_arguments,
     examples=["pyflow-bag --sip-flows=sources.bag flows.pf",
               "pyflow-filter --proto=6 --pass=stdout DIR | pyflow-bag "

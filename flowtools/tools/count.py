@@ -27,11 +27,6 @@ def _arguments(p):
     p.add_argument("--epoch-slots", action="store_true",
                    help="Label each bin with its time in epoch seconds "
                         "(--timestamp-format=epoch).")
-    p.add_argument("--print-filenames", action="store_true",
-                   help="Print to the standard error the name of each input as it is "
-                        "opened.")
-    p.add_argument("--copy-input", metavar="PATH",
-                   help="Copy every record read to PATH as a flow stream.")
     p.add_argument("--output-path", metavar="PATH", default="-",
                    help="Write the text to PATH instead of the standard output.")
     p.add_argument("--pager", metavar="PROG",
@@ -82,7 +77,7 @@ TOOL = Tool(
                 "all with two decimals since a record may be split across bins). Empty bins "
                 "between are printed unless --skip-zeroes. Bin boundaries, load schemes and "
                 "--bin-slots numbers are rwcount's.",
-    uses=("inputs", "site"),
+    uses=("inputs", "site", "filenames", "copy-input"),
     add_arguments=_arguments,
     examples=["pyflow-count --bin-size=3600 flows.pf",
               "pyflow-count --bin-size=60 --load-scheme=start-spike --skip-zeroes flows.pf",

@@ -29,11 +29,6 @@ def _arguments(p):
     p.add_argument("--pager", metavar="PROG",
                    help="Page the output through PROG when it goes to a terminal (default "
                         "SILK_PAGER or PAGER).")
-    p.add_argument("--print-filenames", action="store_true",
-                   help="Print to the standard error the name of each input as it is "
-                        "opened.")
-    p.add_argument("--copy-input", metavar="PATH",
-                   help="Copy every record read to PATH as a flow stream.")
     p.add_argument("--output-path", metavar="PATH", default="-",
                    help="Write the text to PATH instead of the standard output.")
     add_text_options(p)
@@ -45,7 +40,7 @@ TOOL = Tool(
     description="Reads flow records (pyflow or SiLK files and streams) and prints the chosen "
                 "fields, one record per line, in rwcut's layout: fixed-width right-aligned "
                 "columns each followed by '|', with a title line.",
-    uses=("inputs", "site"),
+    uses=("inputs", "site", "filenames", "copy-input"),
     add_arguments=_arguments,
     examples=["pyflow-cut --fields=sip,dip,dport,flags,stime flows.pf",
               "pyflow-filter --proto=6 --pass=stdout ... | pyflow-cut --num-recs=10",

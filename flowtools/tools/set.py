@@ -16,11 +16,6 @@ def _arguments(p):
                    help="Write the set of next-hop addresses to FILE.")
     p.add_argument("--any-file", metavar="FILE",
                    help="Write the set of source and destination addresses to FILE.")
-    p.add_argument("--print-filenames", action="store_true",
-                   help="Print to the standard error the name of each input as it is "
-                        "opened.")
-    p.add_argument("--copy-input", metavar="PATH",
-                   help="Copy every record read to PATH as a flow stream.")
     p.add_argument("--ipv6-policy", metavar="POLICY",
                    help="ignore, asv4, mix (default), force or only: which records to use "
                         "and how (see pyflow-cut). Default from SILK_IPV6_POLICY.")
@@ -35,7 +30,7 @@ TOOL = Tool(
                 "(--dip-file), next-hop (--nhip-file) and source-or-destination (--any-file) "
                 "addresses. 'stdout' or '-' writes a set to the standard output (only one "
                 "may). A set is IPv6 when an IPv6 record contributed to it.",
-    uses=("inputs", "compression", "notes", "site"),
+    uses=("inputs", "compression", "notes", "site", "filenames", "copy-input"),
     add_arguments=_arguments,
     examples=["pyflow-set --sip-file=sources.set --dip-file=dests.set flows.pf",
               "pyflow-filter --proto=6 --pass=- day.pf | pyflow-set --any-file=- | "

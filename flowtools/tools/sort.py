@@ -23,9 +23,6 @@ def _arguments(p):
     p.add_argument("--temp-directory", metavar="DIR",
                    help="Directory for the temporary files (default SILK_TMPDIR, TMPDIR "
                         "or /tmp).")
-    p.add_argument("--print-filenames", action="store_true",
-                   help="Print to the standard error the name of each input as it is "
-                        "opened.")
     p.add_argument("--input-pipe", metavar="PATH",
                    help="Read the records from the named pipe (or 'stdin') at PATH "
                         "(deprecated; name it as an input instead).")
@@ -46,7 +43,7 @@ TOOL = Tool(
                 "::ffff:0:0/96); sensor, class and type sort by their numeric IDs. Input "
                 "beyond --sort-buffer-size is sorted in runs written to temporary files in "
                 "--temp-directory, which are merged at the end and always removed.",
-    uses=("inputs", "output", "compression", "notes", "site"),
+    uses=("inputs", "output", "compression", "notes", "site", "filenames"),
     add_arguments=_arguments,
     examples=["pyflow-sort --fields=sip,stime flows.pf --output-path=sorted.pf",
               "pyflow-sort --fields=bytes --reverse flows.pf | pyflow-cut --num-recs=10",

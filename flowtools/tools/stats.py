@@ -52,7 +52,7 @@ TOOL = Tool(
                 "OUTPUT summary lines, in rwstats' layout. Exactly one of --count, "
                 "--threshold and --percentage chooses the bins. --overall-stats and "
                 "--detail-proto-stats print rwstats' protocol statistics instead.",
-    uses=("inputs", "site"),
+    uses=("inputs", "site", "filenames", "copy-input"),
     add_arguments=_arguments,
     examples=["pyflow-stats --fields=sip --count=10 flows.pf",
               "pyflow-stats --fields=dport --values=bytes --percentage=1 flows.pf",

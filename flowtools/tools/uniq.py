@@ -47,11 +47,6 @@ def add_binning_arguments(p, uniq=True):
     p.add_argument("--temp-directory", metavar="DIR",
                    help="Directory for partial results when the bins outgrow memory "
                         "(default SILK_TMPDIR, TMPDIR or /tmp).")
-    p.add_argument("--print-filenames", action="store_true",
-                   help="Print the name of each input to the standard error as it is "
-                        "opened.")
-    p.add_argument("--copy-input", metavar="PATH",
-                   help="Copy every record read to PATH as a flow stream.")
     p.add_argument("--output-path", metavar="PATH", default="-",
                    help="Write the text to PATH instead of the standard output.")
     p.add_argument("--pager", metavar="PROG",
@@ -86,7 +81,7 @@ TOOL = Tool(
                 "earliest start, latest end, distinct counts of fields) in rwuniq's "
                 "layout, in key order. --threshold keeps the bins whose values lie in a "
                 "range. Bins beyond memory are merged through --temp-directory.",
-    uses=("inputs", "site"),
+    uses=("inputs", "site", "filenames", "copy-input"),
     add_arguments=_arguments,
     examples=["pyflow-uniq --fields=sip --values=records,bytes flows.pf",
               "pyflow-uniq --fields=dport --values=distinct:sip --threshold=records=100 f.pf",
