@@ -27,10 +27,14 @@ def _fsync_enabled():
 
 
 class ArchiveWriter:
-    """Buffers batches and writes them to their hourly files on flush() and close()."""
+    """Buffers batches and writes them to their hourly files on flush() and close().
+
+    processes: encode the files' blocks on worker processes (forked at each flush), which
+    pyflow-pack and pyflow-gen use; a threaded server (the collector) keeps to threads."""
 
     def __init__(self, root, config, meta=None, compression="zstd", level=DEFAULT_LEVEL,
-                 buffer_records=4_000_000, block_records=DEFAULT_BLOCK_RECORDS):
+                 buffer_records=4_000_000, block_records=DEFAULT_BLOCK_RECORDS,
+                 processes=False):
         self.root = root
         self.config = config
         self.meta = dict(meta or {})
@@ -38,6 +42,7 @@ class ArchiveWriter:
         self.level = level
         self.buffer_records = buffer_records
         self.block_records = block_records
+        self.processes = processes
         self.pending = {}  # key -> list of batches
         self.buffered = 0
         self.records = 0
@@ -62,39 +67,91 @@ class ArchiveWriter:
                                 f"configuration {self.config.path}")
             path = self.config.path_for(self.root, flowtype, sensor, hour)
             meta = dict(self.meta, sensor=sensor, flowtype=flowtype, hour=hour)
-            jobs.append((path, self.pending[key], meta))
+            jobs.append(_Job(path, self.pending[key], meta))
         self.pending.clear()
         self.buffered = 0
-        # Files are independent: gathered and compressed on both cores, then synced to
-        # disk together and published; in chunks, as appends hold a lock and a descriptor.
+        # Files are prepared (encoded and written unseen) in order, then synced to disk
+        # together and published, a chunk at a time: appends hold a lock and a descriptor.
+        ready = []
+        try:
+            for item in self._prepared(jobs):
+                ready.append(item)
+                if len(ready) == _CHUNK:
+                    self._publish(ready)
+                    ready = []
+            self._publish(ready)
+        except BaseException:
+            for p, _, _ in ready:
+                p.abandon()
+            raise
+
+    def _publish(self, ready):
+        _sync([p for p, _, _ in ready])
+        for p, path, n in ready:
+            p.publish()
+            self.records += n
+            self.files.add(path)
+
+    def _prepared(self, jobs):
+        """(prepared file, path, records) for every job, in order."""
+        args = (self.compression, self.level, self.block_records)
+        if self.processes and len(jobs) >= 16 and (os.cpu_count() or 1) > 1:
+            # Encoding is bound by the interpreter, which threads cannot spread over
+            # cores: forked workers (which inherit the jobs) encode, this process writes.
+            from .workers import ordered_chunks
+            for run, results in ordered_chunks(_encode_jobs, (jobs, args),
+                                               list(range(len(jobs))), chunk=8):
+                for i, encoded in zip(run, results, strict=True):
+                    job = jobs[i]
+                    yield (prepare_file(job.path, job.batches, job.meta, *args,
+                                        encoded=encoded), job.path, encoded[1])
+            return
         pool = _pool()
         for at in range(0, len(jobs), _CHUNK):
-            chunk = jobs[at: at + _CHUNK]
-            futures = [pool.submit(self._prepare, path, parts, meta)
-                       for path, parts, meta in chunk]
-            prepared = []
+            futures = [pool.submit(_prepare_job, job, args) for job in jobs[at: at + _CHUNK]]
             try:
-                for fut in futures:
-                    prepared.append(fut.result())
-            except BaseException:
-                for fut in futures:
-                    if fut.exception() is None:
-                        fut.result()[0].abandon()
-                raise
-            _sync([p for p, _ in prepared])
-            for (path, _, _), (p, n) in zip(chunk, prepared, strict=True):
-                p.publish()
-                self.records += n
-                self.files.add(path)
-
-    def _prepare(self, path, parts, meta):
-        batch = schema.concat([b if index is None else schema.take(b, index)
-                               for b, index in parts])
-        return (prepare_file(path, [batch], meta, self.compression, self.level,
-                             self.block_records), schema.nrecords(batch))
+                for job, fut in zip(jobs[at: at + _CHUNK], futures, strict=True):
+                    yield fut.result(), job.path, job.records
+                futures = []
+            finally:
+                for fut in futures:  # not handed out: abandon the prepared ones
+                    if not fut.cancel() and fut.exception() is None:
+                        fut.result().abandon()
 
     def close(self):
         self.flush()
+
+
+class _Job:
+    """The records of one file in a flush: (batch, index) parts, joined when needed."""
+
+    def __init__(self, path, parts, meta):
+        self.path, self.parts, self.meta = path, parts, meta
+        self.records = sum(schema.nrecords(b) if index is None else len(index)
+                           for b, index in parts)
+
+    def batches(self):
+        return [schema.concat([b if index is None else schema.take(b, index)
+                               for b, index in self.parts])]
+
+
+def _prepare_job(job, args):
+    return prepare_file(job.path, job.batches, job.meta, *args)
+
+
+def _encode_jobs(job, run):
+    """On a worker: (block frames, records, blocks) of each job of the run."""
+    import io as _io
+    jobs, (compression, level, block_records) = job
+    out = []
+    for i in run:
+        w = FlowWriter(_io.BytesIO(), compression=compression, level=level,
+                       block_records=block_records, header=False, parallel=False)
+        for b in jobs[i].batches():
+            w.write(b)
+        w.flush()
+        out.append((w.f.getvalue(), w.records, w.blocks))
+    return out
 
 
 _POOL = []
@@ -113,26 +170,32 @@ def split_by_file(batch):
     """Yield ((hour_ms, flowtype, sensor), index) where index selects, in input order, the
     records of that file (None: all of them)."""
     hour = batch["stime"] // HOUR_MS
-    key = (hour.astype(np.int64) << 24) | (batch["flowtype"].astype(np.int64) << 16) | \
-        batch["sensor"].astype(np.int64)
-    first = key[0]
-    if (key == first).all():
-        yield _unkey(int(first)), None
+    ft, sensor = batch["flowtype"], batch["sensor"]
+    lo = [int(_MIN(c)) for c in (hour, ft, sensor)]
+    span = [int(_MAX(c)) - m + 1 for c, m in zip((hour, ft, sensor), lo, strict=True)]
+    if span == [1, 1, 1]:
+        yield (lo[0] * HOUR_MS, lo[1], lo[2]), None
         return
-    # Few distinct files per batch: number them, then a radix sort of the small numbers.
-    keys, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.ravel().astype(np.uint16 if len(keys) < 65536 else np.uint32)
-    order = np.argsort(inverse, kind="stable")
-    skey = key[order]
-    cuts = np.flatnonzero(skey[1:] != skey[:-1]) + 1
+    # Number the (hour, flowtype, sensor) cells densely; a batch spans few of them, so the
+    # numbers usually fit 16 bits, which numpy's stable sort orders by radix.
+    cell = (hour - lo[0]) * (span[1] * span[2])
+    cell += (ft.astype(np.int64) - lo[1]) * span[2]
+    cell += sensor.astype(np.int64) - lo[2]
+    if span[0] * span[1] * span[2] <= 1 << 16:
+        cell = cell.astype(np.uint16)
+    order = np.argsort(cell, kind="stable")
+    scell = cell[order]
+    cuts = np.flatnonzero(scell[1:] != scell[:-1]) + 1
     starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(skey)]))
+    ends = np.concatenate((cuts, [len(scell)]))
+    per_hour, per_ft = span[1] * span[2], span[2]
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        yield _unkey(int(skey[a])), order[a:b]
+        c = int(scell[a])
+        yield ((lo[0] + c // per_hour) * HOUR_MS, lo[1] + c % per_hour // per_ft,
+               lo[2] + c % per_ft), order[a:b]
 
 
-def _unkey(k):
-    return ((k >> 24) * HOUR_MS, (k >> 16) & 0xFF, k & 0xFFFF)
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
 
 
 _READY_DIRS = {}  # directories this process has created and cleaned
@@ -155,22 +218,40 @@ def _prepare_directory(path):
 def append_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
                 block_records=DEFAULT_BLOCK_RECORDS):
     """Add batches to the flow file at path, creating it atomically when absent."""
-    pending = prepare_file(path, batches, meta, compression, level, block_records)
+    pending = prepare_file(path, lambda: batches, meta, compression, level, block_records)
     _sync([pending])
     pending.publish()
 
 
 def prepare_file(path, batches, meta, compression="zstd", level=DEFAULT_LEVEL,
-                 block_records=DEFAULT_BLOCK_RECORDS):
+                 block_records=DEFAULT_BLOCK_RECORDS, encoded=None):
     """Write the data of an addition to a file, not yet visible: publish() makes it so.
+
+    batches() gives the records; encoded, when given, is the same records already encoded
+    by FlowWriter.flush() with this compression (frames, records, blocks), used as they are
+    wherever the file's compression allows.
 
     A new file is written complete under a temporary name; an existing one is locked and
     the data appended past its committed end. Many files are prepared, synced to disk
     together, then published, so that safety costs one sync per batch of files."""
     _prepare_directory(path)
+    content = _Content(batches, encoded, compression)
     if not os.path.exists(path):
-        return _NewFile(path, batches, meta, compression, level, block_records)
-    return _Append(path, batches, level, block_records)
+        return _NewFile(path, content, meta, compression, level, block_records)
+    return _Append(path, content, level, block_records)
+
+
+class _Content:
+    def __init__(self, batches, encoded, compression):
+        self.batches, self.encoded, self.compression = batches, encoded, compression
+
+    def write(self, writer):
+        if self.encoded is not None and writer.meta["compression"] == self.compression:
+            writer.write_frames(*self.encoded)
+        else:
+            for b in self.batches():
+                writer.write(b)
+        writer.close()
 
 
 def _sync(pendings):
@@ -182,16 +263,14 @@ def _sync(pendings):
 
 
 class _NewFile:
-    def __init__(self, path, batches, meta, compression, level, block_records):
-        self.path, self.batches = path, batches
+    def __init__(self, path, content, meta, compression, level, block_records):
+        self.path, self.content = path, content
         self.args = (level, block_records)
         fd, self.tmp = temp_beside(path, f".{os.path.basename(path)}.{os.getpid()}.")
         try:
             with os.fdopen(fd, "w+b") as f:
-                w = FlowWriter(f, meta, compression, level, block_records, parallel=False)
-                for b in batches:
-                    w.write(b)
-                w.close()
+                content.write(FlowWriter(f, meta, compression, level, block_records,
+                                         parallel=False))
                 length = f.tell()
                 f.seek(container.SLOT_A)
                 f.write(container.slot_bytes(length, 1))
@@ -210,7 +289,7 @@ class _NewFile:
             os.link(self.tmp, self.path)
         except FileExistsError:
             # another writer created it meanwhile: add ours to theirs
-            append = _Append(self.path, self.batches, *self.args)
+            append = _Append(self.path, self.content, *self.args)
             _sync([append])
             append.publish()
         finally:
@@ -218,7 +297,7 @@ class _NewFile:
 
 
 class _Append:
-    def __init__(self, path, batches, level, block_records):
+    def __init__(self, path, content, level, block_records):
         try:
             self.f = f = open(path, "r+b")
         except OSError as exc:
@@ -234,11 +313,8 @@ class _Append:
             f.truncate(length)
             f.seek(length)
             comp = header.meta.get("compression", "zstd")
-            w = FlowWriter(f, header.meta, comp, header.meta.get("level", level),
-                           block_records, header=False, parallel=False)
-            for b in batches:
-                w.write(b)
-            w.close()
+            content.write(FlowWriter(f, header.meta, comp, header.meta.get("level", level),
+                                     block_records, header=False, parallel=False))
             self.length = f.tell()
         except BaseException:
             f.close()

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 from conftest import ROOT, assert_batches_equal, random_batch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowtools import archive, schema, siteconf
 from flowtools.flowfile import FlowReader
@@ -121,3 +123,24 @@ def test_killed_writer_never_leaves_a_torn_file(tmp_path):
         w.write(b)
     w.close()
     assert all_files(root, temps=True) == all_files(root)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400 * archive.HOUR_MS), st.integers(0, 255),
+                          st.integers(0, 65535)), min_size=1, max_size=200),
+       st.booleans())
+def test_split_by_file_groups_records_by_hour_flowtype_sensor(rows, narrow):
+    """Every record goes to exactly its (hour, flowtype, sensor) file, in input order."""
+    if narrow:  # few cells: the 16-bit radix path
+        rows = [(t % (3 * archive.HOUR_MS), f % 4, s % 5) for t, f, s in rows]
+    stime, ft, sensor = (np.array(c) for c in zip(*rows, strict=True))
+    batch = {"stime": stime.astype(np.int64), "flowtype": ft.astype(np.uint8),
+             "sensor": sensor.astype(np.uint16)}
+    want = {}
+    for i, (t, f, s) in enumerate(rows):
+        want.setdefault((t // archive.HOUR_MS * archive.HOUR_MS, f, s), []).append(i)
+    got = {}
+    for key, index in archive.split_by_file(batch):
+        assert key not in got
+        got[key] = list(range(len(rows))) if index is None else index.tolist()
+    assert got == want

@@ -263,3 +263,18 @@ def test_packed_frame_end_offsets_are_checked(rng):
     block.header["zc"] = [x // 2 for x in block.header["zc"]]
     with pytest.raises(FormatError):
         block.decode(["sip"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=300),
+       st.integers(1, 40))
+def test_dictionary_is_np_unique(pool, n_per):
+    """The encoder's sort-based dictionary gives np.unique's values and inverse."""
+    from flowtools.flowfile import _dictionary
+    col = np.array(pool * n_per, np.uint32)
+    np.random.default_rng(len(pool)).shuffle(col)
+    uniq, index = _dictionary(col, 1.0)
+    want, inverse = np.unique(col, return_inverse=True)
+    assert np.array_equal(uniq, want) and uniq.dtype == col.dtype
+    assert np.array_equal(index, inverse.ravel())
+    assert _dictionary(col, (len(want) - 1) / len(col))[0] is None

@@ -79,7 +79,8 @@ def main(opts):
         if root and not explicit_output:
             from ..archive import ArchiveWriter
             from ..flowfile import DEFAULT_LEVEL
-            sinks.append(ArchiveWriter(root, config, meta, method, level or DEFAULT_LEVEL))
+            sinks.append(ArchiveWriter(root, config, meta, method, level or DEFAULT_LEVEL,
+                                       processes=True))
         else:
             sinks.append(io.FlowSink(opts.output_path, meta, method, level))
     v5 = _V5Exporter(opts) if (opts.netflow_v5 or opts.netflow_v5_file) else None

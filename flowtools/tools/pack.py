@@ -59,7 +59,7 @@ def main(opts):
         reader = io.open_flows(name)
         if writer is None:
             writer = ArchiveWriter(root, config, cli.output_meta(opts, [reader.meta]),
-                                   method, level or DEFAULT_LEVEL)
+                                   method, level or DEFAULT_LEVEL, processes=True)
         for batch in reader:
             if sensor is not None or flowtype is not None:
                 batch = dict(batch)
