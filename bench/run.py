@@ -385,6 +385,62 @@ def step_read(b):
                    f"{peer.records_per_sec / 1e6:.2f} M/s = {peer.ratio:.2f}x")
 
 
+_FLOOR_SCRIPT = r"""
+import sys, time, zlib
+import zstandard
+from flowtools import io
+names = open(sys.argv[1]).read().split()
+payloads = []
+for name in names:
+    reader = io.open_flows(name, threads=1)
+    for pending in reader.blocks():
+        block = pending.load()
+        payloads.append((block.payload, block.header))
+    reader.close()
+d = zstandard.ZstdDecompressor()
+t = time.process_time()
+for payload, header in payloads:
+    if "z" in header:
+        d.decompress(payload, max_output_size=header["z"])
+    else:
+        at = 0
+        for c in header["cols"]:
+            if c[5] and c[1] != "c":
+                d.decompress(payload[at: at + c[5]], max_output_size=c[2] * c[7])
+            at += c[5]
+zstd_s = time.process_time() - t
+t = time.process_time()
+for payload, header in payloads:
+    zlib.crc32(payload)
+print(zstd_s, time.process_time() - t)
+"""
+
+
+def step_floor(b):
+    """The ceiling of any Python reader of this archive: interpreter + numpy start-up plus
+    the zstandard decompression and CRC of every block, spread over the cores, with the
+    decoding itself free. A read bar above this ceiling cannot be met by decoding cleverly."""
+    b.need_archive()
+    cmd = [sys.executable, "-c", "import numpy, zstandard, msgpack"]
+    env = dict(b.env, OPENBLAS_NUM_THREADS="1")
+    t, peak, _ = best_of(5, cmd, env=env)
+    start = t.seconds
+    b.report.add(Result("floor", "python -c 'import numpy, zstandard, msgpack'", "python",
+                        seconds=start, max_rss=peak, cpu=t.cpu, note="best of 5"))
+    out = subprocess.run([sys.executable, "-c", _FLOOR_SCRIPT, b.list_file], env=env,
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    zstd_s, crc_s = (float(x) for x in out.split())
+    cores = os.cpu_count() or 1
+    b.report.add(Result("floor", "zstd decompression of every block (1 core)", "zstandard",
+                        seconds=zstd_s, records=b.flows, cpu=zstd_s))
+    b.report.add(Result("floor", "CRC32 of every block (1 core)", "zlib", seconds=crc_s,
+                        records=b.flows, cpu=crc_s))
+    ceiling = b.flows / (start + (zstd_s + crc_s) / cores)
+    b.report.add(Result("floor", f"ceiling: start-up + (zstd + CRC) / {cores} cores",
+                        "any Python reader", seconds=b.flows / ceiling, records=b.flows,
+                        note="decoding free; the read bar needs 1.5x nfdump"))
+
+
 def step_disk(b):
     """Bytes per flow on disk: the pyflow archive vs nfcapd's files and recompressions."""
     meta = b.need_archive()
@@ -584,6 +640,7 @@ STEPS = {
     "nfdump": step_nfdump,
     "read": step_read,
     "disk": step_disk,
+    "floor": step_floor,
     "startup": step_startup,
     "memory": step_memory,
     "stream": step_stream,
