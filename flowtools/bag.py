@@ -278,8 +278,18 @@ def merge_sorted(ak, ac, bk, bc):
             ac[pos[hit]], sat = add_saturating(ac[pos[hit]], bc[hit])
         miss = ~hit
         if miss.any():
-            ak = np.insert(ak, pos[miss], bk[miss])
-            ac = np.insert(ac, pos[miss], bc[miss])
+            # one placement mask for keys and counters (np.insert builds its own for
+            # each, and the peak of a large bag's merge is what bounds its memory)
+            at = pos[miss]  # sorted: each new key's place in the merged arrays is its
+            at += np.arange(len(at))  # position among the old ones plus its rank
+            old = np.ones(len(ak) + len(at), bool)
+            old[at] = False
+            merged = np.empty(len(old), ak.dtype)
+            merged[old], merged[at] = ak, bk[miss]
+            ak = merged
+            merged = np.empty(len(old), np.uint64)
+            merged[old], merged[at] = ac, bc[miss]
+            ac = merged
         return ak, ac, sat
     na, nb = _zero_lead(ak), _zero_lead(bk)
     if na or nb:
@@ -636,7 +646,7 @@ class Builder:
     32-bit values apart from the others until the bag is made: a bag that turned IPv6
     because a few IPv6 records arrived costs little more than an IPv4 one."""
 
-    MERGE_MIN = 1 << 18
+    MERGE_MIN = 1 << 16
     _MAPPED = np.uint64(0xFFFF00000000)
 
     def __init__(self, key, counter, ipv6=False):
@@ -736,6 +746,32 @@ class Builder:
         self.keys4, self.counters4 = self.keys4[:0], self.counters4[:0]
         return keys, counters
 
+    def chunks(self, size=None):
+        """The bag's (keys, counters) in key order, at most size entries at a time and
+        without zero counters, never joined whole: a writer that takes them holds no
+        copy of the bag (bag() makes one)."""
+        self.flush()
+        size = size or BLOCK_ENTRIES
+        k, c = self.keys, self.counters
+        at = 0
+        if len(self.keys4):
+            zero = _zero_lead(k) if len(k) else 0
+            at = int(np.searchsorted(k[:zero, 1], self._MAPPED)) if zero else 0
+        segments = [(k[:at], c[:at], False), (self.keys4, self.counters4, True),
+                    (k[at:], c[at:], False)]
+        for keys, counters, mapped in segments:
+            for lo in range(0, len(keys), size):
+                part, ctr = keys[lo:lo + size], counters[lo:lo + size]
+                if mapped:
+                    wide = np.zeros((len(part), 2), np.uint64)
+                    np.bitwise_or(part, self._MAPPED, out=wide[:, 1], dtype=np.uint64)
+                    part = wide
+                nz = ctr != 0
+                if not nz.all():
+                    part, ctr = part[nz], ctr[nz]
+                if len(part):
+                    yield part, ctr
+
     def bag(self, meta=None):
         self.flush()
         self.keys, self.counters = self._joined()
@@ -822,13 +858,20 @@ def _read_pyflow(f, name, prefix):
 
 
 def encode_blocks(bag, level=3):
+    return encode_chunks(bag.layout, ((bag.keys[at:at + BLOCK_ENTRIES],
+                                       bag.counters[at:at + BLOCK_ENTRIES])
+                                      for at in range(0, len(bag), BLOCK_ENTRIES)), level)
+
+
+def encode_chunks(layout, chunks, level=3):
+    """(block header, payload) for each (keys, counters) chunk, in order."""
     from . import flowfile
     cctx = zstandard.ZstdCompressor(level=level) if level is not None else None
-    for at in range(0, len(bag), BLOCK_ENTRIES):
+    for keys, counters in chunks:
         # widened block by block: a whole-bag copy would double the writer's memory
-        part = bag.layout.words2d(bag.keys[at:at + BLOCK_ENTRIES])
+        part = layout.words2d(keys)
         cols = [np.ascontiguousarray(part[:, i]) for i in range(part.shape[1])]
-        cols.append(bag.counters[at:at + BLOCK_ENTRIES])
+        cols.append(counters)
         descs, data = [], []
         for i, col in enumerate(cols):
             last = i == len(cols) - 1
@@ -839,23 +882,36 @@ def encode_blocks(bag, level=3):
         yield {"n": len(part), "cols": descs}, b"".join(data)
 
 
-def write_pyflow(bag, f, history=(), notes=(), level=3):
+def write_pyflow(bag, f, history=(), notes=(), level=3, chunks=None):
+    """A bag in pyflow's format; chunks, when given, are its (keys, counters) in order
+    (Builder.chunks), used in place of bag.keys and bag.counters."""
     meta = {"kind": KIND, "key": list(bag.key), "counter": bag.counter,
             "ipv6": bool(bag.ipv6), "compression": "zstd" if level is not None else "none",
             "history": list(history), "notes": list(notes)}
     f.write(container.header_bytes(meta))
-    blocks = 0
-    for header, payload in encode_blocks(bag, level):
+    blocks = records = 0
+    frames = encode_blocks(bag, level) if chunks is None else \
+        encode_chunks(bag.layout, chunks, level)
+    for header, payload in frames:
         f.write(container.frame_bytes(container.BLOCK, header))
         f.write(payload)
         blocks += 1
-    f.write(container.frame_bytes(container.END, {"records": len(bag), "blocks": blocks}))
+        records += header["n"]
+    f.write(container.frame_bytes(container.END, {"records": records, "blocks": blocks}))
 
 
 def write_bag(bag, path, format="pyflow", history=(), notes=(), compression=None):
     """Write a bag to a path (atomically), '-'/'stdout' or a named pipe; format "pyflow"
-    (compression zstd or none) or "silk" (none or zlib)."""
+    (compression zstd or none) or "silk" (none or zlib). bag may be a Builder: a pyflow
+    file is then written from its parts, without a joined copy of the bag."""
     from . import io
+    chunks = None
+    if isinstance(bag, Builder):
+        if format == "pyflow":
+            builder, bag = bag, Bag(bag.key, bag.counter, bag.ipv6)
+            chunks = builder.chunks()
+        else:
+            bag = bag.bag()
     if format not in ("pyflow", "silk"):
         raise FlowError(f"unknown bag format '{format}'")
     if format == "silk" and bag.composite:
@@ -866,7 +922,7 @@ def write_bag(bag, path, format="pyflow", history=(), notes=(), compression=None
     try:
         if format == "pyflow":
             write_pyflow(bag, out.f, history, notes,
-                         level=None if compression == "none" else 3)
+                         level=None if compression == "none" else 3, chunks=chunks)
             if out.seekable:
                 container.commit(out.f, out.f.tell(), None)
         else:

@@ -311,8 +311,12 @@ def build(specs_, batches, classes=None, policy="mix"):
 
 
 def merge_into(builders, bags):
-    """Add partial bags (one per builder, as build() makes them) into the builders."""
+    """Add partial bags (one per builder, as build() makes them, or as a worker sends
+    them: _Partial) into the builders."""
     for b, part in zip(builders, bags, strict=True):
+        if isinstance(part, _Partial):
+            part.add_to(b)
+            continue
         if part.ipv6 and not b.ipv6:
             b.promote_v6()
         elif b.ipv6 and not part.ipv6:
@@ -333,6 +337,39 @@ def _fresh(wanted, policy):
     return [bag.Builder(s.key, s.counter, s.ipv6 or policy == "force") for s in wanted]
 
 
+class _Partial:
+    """A worker's bag for a run of files, in the builder's own parts: an IPv6 address
+    bag's IPv4 keys stay 32-bit, and counters that fit go as 32-bit values. The parent
+    holds several of these while it merges, so they are kept small (a third of a joined
+    IPv6 bag's 24 bytes per key)."""
+
+    def __init__(self, builder):
+        import numpy as np
+        builder.flush()
+        self.ipv6, self.saturated = builder.ipv6, builder.saturated
+        self.parts = []
+        for keys, counters in ((builder.keys4, builder.counters4),
+                               (builder.keys, builder.counters)):
+            if len(keys):
+                if int(counters.max()) < 1 << 32:
+                    counters = counters.astype(np.uint32)
+                self.parts.append((keys, counters))
+
+    def add_to(self, builder):
+        import numpy as np
+
+        from ..bag import Bag
+        if self.ipv6 and not builder.ipv6:
+            builder.promote_v6()
+        builder.saturated |= self.saturated
+        for keys, counters in self.parts:
+            counters = counters.astype(np.uint64)
+            if builder.ipv6 and not self.ipv6:
+                part = Bag(builder.key, builder.counter, False, keys, counters).to_v6()
+                keys, counters = part.keys, part.counters
+            builder.add_counts(keys, counters)
+
+
 def _parallel_builders(names, columns, wanted, classes, policy):
     """Many files: worker processes reduce runs of them to partial bags (workers.scan)."""
     from .. import workers
@@ -340,7 +377,7 @@ def _parallel_builders(names, columns, wanted, classes, policy):
     builders = _fresh(wanted, policy)
 
     def combine(parts):
-        return [b.bag() for b in _merge_all(wanted, policy, parts)]
+        return [_Partial(b) for b in _merge_all(wanted, policy, parts)]
 
     for bags in workers.scan(names, columns, lambda batch: _partial(job, batch), combine):
         merge_into(builders, bags)
@@ -418,11 +455,11 @@ def main(opts):
     meta = cli.output_meta(opts, metas)
     silk_comp = "none" if method == "none" else "zlib"
     for spec, b in zip(wanted, builders, strict=True):
-        result = b.bag()
-        if result.saturated:
+        b.flush()
+        if b.saturated:
             sys.stderr.write(f"{opts.tool_name}: warning: a counter of {spec.path} "
                              "overflowed; it is held at 18446744073709551615\n")
-        bag.write_bag(result, spec.path, fmt, meta["history"], meta["notes"],
+        bag.write_bag(b, spec.path, fmt, meta["history"], meta["notes"],
                       compression=silk_comp if fmt == "silk" else
                       ("none" if method == "none" else "zstd"))
     return 0
