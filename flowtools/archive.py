@@ -10,6 +10,7 @@ writer killed at any moment leaves every file readable with complete records.
 
 import fcntl
 import os
+from collections import deque
 
 import numpy as np
 
@@ -29,24 +30,29 @@ def _fsync_enabled():
 class ArchiveWriter:
     """Buffers batches and writes them to their hourly files on flush() and close().
 
-    processes: encode the files' blocks on worker processes (forked at each flush), which
-    pyflow-pack and pyflow-gen use; a threaded server (the collector) keeps to threads."""
+    processes: encode the files' blocks on worker processes, forked when the buffer is
+    full, while this process goes on reading into a new buffer and writes the files as
+    their blocks come back (pyflow-pack and pyflow-gen); a threaded server (the
+    collector) keeps to threads."""
 
     def __init__(self, root, config, meta=None, compression="zstd", level=DEFAULT_LEVEL,
-                 buffer_records=4_000_000, block_records=DEFAULT_BLOCK_RECORDS,
+                 buffer_records=None, block_records=DEFAULT_BLOCK_RECORDS,
                  processes=False):
         self.root = root
         self.config = config
         self.meta = dict(meta or {})
         self.compression = compression
         self.level = level
-        self.buffer_records = buffer_records
+        # with processes, a buffer being encoded and one being filled are held at once
+        self.buffer_records = buffer_records or (2_000_000 if processes else 4_000_000)
         self.block_records = block_records
-        self.processes = processes
+        self.processes = processes and (os.cpu_count() or 1) > 1
         self.pending = {}  # key -> list of batches
         self.buffered = 0
         self.records = 0
         self.files = set()
+        self.encoding = None  # _Encoding of the previous buffer, when processes
+        self.ready = []  # prepared files not yet published
 
     def write(self, batch):
         n = schema.nrecords(batch)
@@ -55,10 +61,16 @@ class ArchiveWriter:
         for key, index in split_by_file(batch):
             self.pending.setdefault(key, []).append((batch, index))
         self.buffered += n
+        if self.encoding is not None:
+            self._collect(block=False)
         if self.buffered >= self.buffer_records:
-            self.flush()
+            self._flush(wait=False)
 
     def flush(self):
+        """Write every record given so far to its file."""
+        self._flush(wait=True)
+
+    def _jobs(self):
         jobs = []
         for key in sorted(self.pending):
             hour, flowtype, sensor = key
@@ -70,42 +82,68 @@ class ArchiveWriter:
             jobs.append(_Job(path, self.pending[key], meta))
         self.pending.clear()
         self.buffered = 0
-        # Files are prepared (encoded and written unseen) in order, then synced to disk
-        # together and published, a chunk at a time: appends hold a lock and a descriptor.
-        ready = []
+        return jobs
+
+    def _flush(self, wait):
+        # Files are prepared (encoded and written unseen), then synced to disk together
+        # and published, a chunk at a time: appends hold a lock and a descriptor. The
+        # previous buffer's files are all published before this one's (appends to a
+        # file stay in order).
         try:
-            for item in self._prepared(jobs):
-                ready.append(item)
-                if len(ready) == _CHUNK:
-                    self._publish(ready)
-                    ready = []
-            self._publish(ready)
+            if self.encoding is not None:
+                self._collect(block=True)
+            jobs = self._jobs()
+            args = (self.compression, self.level, self.block_records)
+            if self.processes and len(jobs) >= 16:
+                # Encoding is bound by the interpreter, which threads cannot spread over
+                # cores: forked workers (which inherit the jobs) encode, this process
+                # reads on and writes the files.
+                self.encoding = _Encoding(jobs, args)
+                if wait:
+                    self._collect(block=True)
+                return
+            for item in self._prepared(jobs, args):
+                self._add_ready(item)
+            self._publish()
         except BaseException:
-            for p, _, _ in ready:
-                p.abandon()
+            self._abandon()
             raise
 
-    def _publish(self, ready):
+    def _collect(self, block):
+        """Write the files whose blocks the workers have encoded (all, when block)."""
+        try:
+            for item in self.encoding.results(block):
+                self._add_ready(item)
+            if self.encoding.done:
+                self.encoding = None
+                self._publish()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _add_ready(self, item):
+        self.ready.append(item)
+        if len(self.ready) >= _CHUNK:
+            self._publish()
+
+    def _publish(self):
+        ready, self.ready = self.ready, []
         _sync([p for p, _, _ in ready])
         for p, path, n in ready:
             p.publish()
             self.records += n
             self.files.add(path)
 
-    def _prepared(self, jobs):
-        """(prepared file, path, records) for every job, in order."""
-        args = (self.compression, self.level, self.block_records)
-        if self.processes and len(jobs) >= 16 and (os.cpu_count() or 1) > 1:
-            # Encoding is bound by the interpreter, which threads cannot spread over
-            # cores: forked workers (which inherit the jobs) encode, this process writes.
-            from .workers import ordered_chunks
-            for run, results in ordered_chunks(_encode_jobs, (jobs, args),
-                                               list(range(len(jobs))), chunk=8):
-                for i, encoded in zip(run, results, strict=True):
-                    job = jobs[i]
-                    yield (prepare_file(job.path, job.batches, job.meta, *args,
-                                        encoded=encoded), job.path, encoded[1])
-            return
+    def _abandon(self):
+        ready, self.ready = self.ready, []
+        for p, _, _ in ready:
+            p.abandon()
+        if self.encoding is not None:
+            self.encoding.cancel()
+            self.encoding = None
+
+    def _prepared(self, jobs, args):
+        """(prepared file, path, records) for every job, in order, encoded on threads."""
         pool = _pool()
         for at in range(0, len(jobs), _CHUNK):
             futures = [pool.submit(_prepare_job, job, args) for job in jobs[at: at + _CHUNK]]
@@ -120,6 +158,47 @@ class ArchiveWriter:
 
     def close(self):
         self.flush()
+
+
+class _Encoding:
+    """A buffer's jobs encoded on forked worker processes, runs of files at a time; the
+    results are taken in order, as they are ready."""
+
+    RUN = 8
+
+    def __init__(self, jobs, args):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from . import workers
+        self.jobs, self.args = jobs, args
+        workers.set_job(_encode_jobs, (jobs, args))  # inherited by the workers at fork
+        self.pool = ProcessPoolExecutor(workers.default_workers(),
+                                        mp_context=multiprocessing.get_context("fork"))
+        runs = [list(range(i, min(i + self.RUN, len(jobs))))
+                for i in range(0, len(jobs), self.RUN)]
+        self.futures = deque((run, self.pool.submit(workers.run_job, run)) for run in runs)
+
+    @property
+    def done(self):
+        return not self.futures
+
+    def results(self, block):
+        """(prepared file, path, records) for each job whose run is encoded, in order."""
+        while self.futures and (block or self.futures[0][1].done()):
+            run, fut = self.futures.popleft()
+            for i, encoded in zip(run, fut.result(), strict=True):
+                job = self.jobs[i]
+                yield (prepare_file(job.path, job.batches, job.meta, *self.args,
+                                    encoded=encoded), job.path, encoded[1])
+        if not self.futures:
+            self.pool.shutdown()
+
+    def cancel(self):
+        for _, fut in self.futures:
+            fut.cancel()
+        self.futures.clear()
+        self.pool.shutdown(cancel_futures=True)
 
 
 class _Job:

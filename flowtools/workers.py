@@ -21,6 +21,16 @@ def _run(names):
     return fn(arg, names)
 
 
+def set_job(fn, arg):
+    """Set the job of the workers of a fork pool made after this call (for callers that
+    run their own pool; ordered_chunks sets it itself)."""
+    global _job
+    _job = (fn, arg)
+
+
+run_job = _run
+
+
 def default_workers():
     return max(1, min(2, os.cpu_count() or 1))
 

@@ -52,6 +52,27 @@ def test_split_into_hourly_files(rng, tmp_path):
     assert any("inweb/" in f and "/iw-S3_" in f for f in files)
 
 
+def test_files_encoded_on_workers_while_reading_on(rng, tmp_path):
+    """With processes, buffers are encoded by workers while the next fills: many flushes,
+    files appended to across them, every record in its file in input order."""
+    b = random_batch(rng, 12000, v6=True)
+    b["stime"] = b["stime"] + rng.integers(0, 4, 12000) * archive.HOUR_MS
+    b["flowtype"] = rng.choice([0, 1, 2, 3], 12000).astype(np.uint8)
+    b["sensor"] = rng.choice([0, 1, 3], 12000).astype(np.uint16)
+    w = archive.ArchiveWriter(str(tmp_path), CONFIG, {"history": ["t"]}, processes=True,
+                              buffer_records=2500)
+    for at in range(0, 12000, 1000):
+        w.write(schema.take(b, slice(at, at + 1000)))
+    w.close()
+    files = all_files(tmp_path)
+    assert len(files) == 4 * 4 * 3 and w.records == 12000 and len(w.files) == len(files)
+    for path in files:
+        ft, sensor, hour = CONFIG.parse_path(os.path.relpath(path, tmp_path))
+        mask = (b["flowtype"] == ft) & (b["sensor"] == sensor) & \
+            (b["stime"] // archive.HOUR_MS * archive.HOUR_MS == hour)
+        assert_batches_equal(schema.take(b, mask), read_file(path))
+
+
 def test_append_adds_segments(rng, tmp_path):
     path = str(tmp_path / "in" / "f")
     a, b = random_batch(rng, 100), random_batch(rng, 50, v6=True)
