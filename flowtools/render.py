@@ -189,7 +189,8 @@ class Renderer:
         w = self.width(field) if self.columnar else 1
         values = field.values(batch)
         kind = field.kind
-        if kind in ("flags", "attributes") and not self.columnar and not self.integer_flags:
+        if kind in ("flags", "attributes") and not self.columnar and not self.integer_flags \
+                and out is None:  # (with out: the blanks are dropped by _spaceless_lines)
             letters = text.TCP_FLAGS if kind == "flags" else text.ATTRIBUTES
             return text.squeeze_blanks(*text.flag_letters(values, letters, w))
         if kind == "ip":
@@ -231,9 +232,10 @@ class Renderer:
             return "?"
         return ft.class_name if kind == "class" else ft.type_name
 
-    def out_width(self, field, batch):
-        """The column width a batch needs, when known without formatting it (else None)."""
-        w = self.width(field)
+    def out_width(self, field, batch, w=None):
+        """The column width a batch needs, when known without formatting it (else None);
+        w: the minimum (else the field's width)."""
+        w = self.width(field) if w is None else w
         kind = field.kind
         if kind in ("uint", "icmp") or (kind in ("flags", "attributes")
                                         and self.integer_flags):
@@ -256,7 +258,16 @@ class Renderer:
         return None
 
     def _names(self, values, width, name_of, out=None):
-        uniq, index = np.unique(values, return_inverse=True)
+        v = np.asarray(values)
+        if v.dtype.kind == "u" and v.itemsize <= 2 and len(v):
+            # small codes: distinct values by counting, not sorting (1M records: 40 ms
+            # -> 5 ms)
+            uniq = np.flatnonzero(np.bincount(v))
+            lookup = np.zeros(int(uniq[-1]) + 1, np.intp)
+            lookup[uniq] = np.arange(len(uniq))
+            index = lookup[v]
+        else:
+            uniq, index = np.unique(v, return_inverse=True)
         return text.from_strings([name_of(int(u)) for u in uniq], index.ravel(), width, out)
 
     def _ips(self, col, batch, width, out=None):
@@ -289,6 +300,39 @@ class Renderer:
         lens[where6] = len6
         return mat, lens
 
+    def _mixed_ips(self, field, batch):
+        """An IP field of an IPv6-capable batch split once per batch: (IPv4 addresses of
+        every row, IPv6 row numbers, their text, lengths); None where not applicable. The
+        slabs then take the IPv4 text straight into place and the few IPv6 rows on top
+        (1M records, 2% IPv6: 0.5 s when each slab found and formatted its own)."""
+        if field.kind != "ip" or self.map_v4 or self.ip_style == "decimal" or \
+                not schema.is_v6(batch):
+            return None
+        col = field.values(batch)
+        if col.ndim != 2:
+            return None
+        ipv6 = batch["ipv6"]
+        if self.unmap_v6:
+            ipv6 = ipv6 & ~((col[:, 0] == 0) & ((col[:, 1] & ~LOW32) == V4_MAPPED))
+        where6 = np.flatnonzero(ipv6)
+        if len(where6) * 2 > len(ipv6):
+            return None  # mostly IPv6: formatted whole
+        v4 = (col[:, 1] & LOW32).astype(np.uint32)
+        if len(where6):
+            mat6, len6 = self._v6(col[where6], ipv6[where6], 1)
+        else:
+            mat6, len6 = text.blank(0, 1)
+        return v4, where6, mat6, len6
+
+    def _mixed_slab(self, mixed, rows, view):
+        v4, where6, mat6, len6 = mixed
+        w = view.shape[1]
+        view[:, : w - 15] = text.SPACE
+        self._v4(v4[rows], 15, view[:, w - 15:])
+        a, b = np.searchsorted(where6, (rows.start, rows.stop))
+        if b > a:
+            view[where6[a:b] - rows.start] = text.fit(mat6[a:b], len6[a:b], w)
+
     def _v4(self, addr, width, out=None):
         if self.ip_style == "decimal":
             return text.uint(addr, width, out=out)
@@ -319,8 +363,58 @@ class Renderer:
             cols.append((mat, np.maximum(lens, w)))
         return text.layout(cols, [0] * len(cols), self.sep.encode(), False, self.final)
 
+    def _spaceless(self, fields):
+        """Whether no value of these fields can hold a blank (nor can the separator), so
+        delimited lines are the padded columns with every blank dropped."""
+        if b" " in self.sep.encode():
+            return False
+        for f in fields:
+            kind = f.kind
+            if kind == "time" and self.ts in ("iso", "m/d/y"):
+                return False
+            if kind == "sensor" and not (self.integer_sensors or self.config is None):
+                return False
+            if kind in ("class", "type") and self.config is not None:
+                return False
+            if kind not in _SPACELESS:
+                return False
+        return True
+
+    def _delimited_width(self, field, batch):
+        """The narrowest column holding every value of the batch (None: format to know)."""
+        kind = field.kind
+        if kind in ("flags", "attributes") and not self.integer_flags:
+            return len(text.TCP_FLAGS if kind == "flags" else text.ATTRIBUTES)
+        if kind == "ip" and not self.map_v4 and self.ip_style in ("canonical", "no-mixed",
+                                                                  "zero-padded"):
+            return 39 if schema.is_v6(batch) and batch["ipv6"].any() else 15
+        if kind == "time" and self.ts != "epoch":
+            return 23 if self.msec else 19
+        return self.out_width(field, batch, 1)
+
+    def _spaceless_lines(self, fields, batch):
+        """Delimited lines cut from one padded matrix: one compaction drops the padding
+        (1M records, 5 fields: 0.45 s with a mask per column, 0.15 s so)."""
+        n = len(batch["stime"])
+        widths, ready = [], {}
+        for i, f in enumerate(fields):
+            mixed = self._mixed_ips(f, batch)
+            if mixed is not None:
+                ready[i] = mixed
+                widths.append(max(15, mixed[2].shape[1]))
+                continue
+            w = self._delimited_width(f, batch)
+            if w is None:
+                ready[i] = self.column(f, batch)
+                w = ready[i][0].shape[1]
+            widths.append(w)
+        out = self._fill(fields, batch, widths, ready, n)
+        return out[out != text.SPACE].data
+
     def lines(self, fields, batch):
         """The text lines of a batch (a bytes-like object)."""
+        if not self.columnar and len(batch["stime"]) and self._spaceless(fields):
+            return self._spaceless_lines(fields, batch)
         if not self.columnar:
             cols = [self.column(f, batch) for f in fields]
             return text.layout(cols, [self.width(f) for f in fields], self.sep.encode(),
@@ -331,6 +425,11 @@ class Renderer:
             return b""
         widths, ready = [], {}
         for i, f in enumerate(fields):
+            mixed = self._mixed_ips(f, batch)
+            if mixed is not None:
+                ready[i] = mixed
+                widths.append(max(self.width(f), 15, mixed[2].shape[1]))
+                continue
             w = self.out_width(f, batch)
             if w is None:
                 ready[i] = self.column(f, batch)
@@ -338,6 +437,11 @@ class Renderer:
             widths.append(w)
         if any(w > self.width(f) for f, w in zip(fields, widths, strict=True)):
             return self._overflowing(fields, batch)
+        return self._fill(fields, batch, widths, ready, n).data
+
+    def _fill(self, fields, batch, widths, ready, n):
+        """The (n, W) matrix of the lines: columns of the given widths, separators, and
+        newlines."""
         sep = self.sep.encode()
         nsep = len(fields) - (0 if self.final else 1)
         out = np.empty((n, sum(widths) + len(sep) * nsep + 1), np.uint8)
@@ -350,7 +454,9 @@ class Renderer:
             at = 0
             for i, (f, w) in enumerate(zip(fields, widths, strict=True)):
                 view = out[rows, at: at + w]
-                if i in ready:
+                if i in ready and len(ready[i]) == 4:
+                    self._mixed_slab(ready[i], rows, view)
+                elif i in ready:
                     view[...] = text.fit(ready[i][0][rows], ready[i][1][rows], w)
                 else:
                     self.column(f, part, view)
@@ -359,10 +465,12 @@ class Renderer:
                     out[rows, at: at + len(sep)] = sepm
                     at += len(sep)
             out[rows, at] = 10
-        return out.data
+        return out
 
 
 _SLAB = 8192
+_SPACELESS = {"ip", "uint", "icmp", "flags", "attributes", "duration", "time", "sensor",
+              "class", "type"}
 
 
 def _local_offsets(ms):

@@ -235,8 +235,9 @@ def ipv4(addr, width, zero_pad=False, out=None):
     """Dotted-quad text of uint32 addresses (into out when given)."""
     a = np.asarray(addr).astype(np.uint32)
     n = len(a)
-    octets = [((a >> np.uint32(s)) & np.uint32(0xFF)).astype(np.intp) for s in (24, 16, 8, 0)]
     if zero_pad:
+        octets = [((a >> np.uint32(s)) & np.uint32(0xFF)).astype(np.intp)
+                  for s in (24, 16, 8, 0)]
         left = np.full((n, 15), ord("."), np.uint8)
         for k, o in enumerate(octets):
             left[:, 4 * k: 4 * k + 3] = _OCTET_Z[o]
@@ -245,17 +246,50 @@ def ipv4(addr, width, zero_pad=False, out=None):
             out[...] = fit(mat, None, out.shape[1])
             mat = out
         return mat, np.full(n, 15, np.int64)
-    # Text of the high half placed for each possible length of the low half, OR-ed with
-    # the text of the low half: spaces (0x20) vanish under digits and dots, which all
-    # have that bit set, so two gathers build the right-aligned address.
-    high, low, tlen = _ip_tables()
+    # The address as a 128-bit little-endian integer (two words), byte k its kth
+    # character right-aligned in 16: the low half's '.c.d' fills the top bytes, the high
+    # half's 'a.b' is shifted down below it by that text's length. Blank bytes are 0 until
+    # OR-ed with spaces (0x20), a bit digits and dots already have. A dozen array
+    # operations on 8-byte words: 34 ns an address, where gathering rows of 15 characters
+    # from a 4.9 MB table took 101 ns.
+    high, low, shift, tlen = _ip_words()
     hi, lo = (a >> np.uint32(16)).astype(np.intp), (a & np.uint32(0xFFFF)).astype(np.intp)
-    llo = tlen[lo]
+    h, sh = high[hi], shift[lo]
+    words = np.empty((n, 2), np.uint64)
+    np.left_shift(h, np.uint64(64) - sh, out=words[:, 0])
+    words[:, 0] |= _SPACES8
+    np.right_shift(h, sh - np.uint64(8), out=words[:, 1])
+    words[:, 1] >>= np.uint64(8)
+    words[:, 1] |= low[lo]
+    words[:, 1] |= _SPACES8
+    text = words.view(np.uint8)[:, 1:]
     if out is None:
         out = np.empty((n, max(width, 15)), np.uint8)
-    gather(high, hi * 5 + (llo - 3), out)
-    out[:, out.shape[1] - 15:] |= low[lo]
-    return out, tlen[hi] + 1 + llo
+    w = out.shape[1]
+    if w > 15:
+        out[:, : w - 15] = SPACE
+    out[:, w - 15:] = text
+    return out, tlen[hi] + tlen[lo] + 1
+
+
+_SPACES8 = np.uint64(0x2020202020202020)
+_WORDS = []
+
+
+def _ip_words():
+    """Per 16-bit half: 'a.b' right-aligned in a word (blank bytes 0), '.c.d' likewise,
+    the bit shift the low half's text needs, and the length of 'a.b'."""
+    with _BUILD:
+        if not _WORDS:
+            table, lens = _halves()  # right-aligned in 7, blanks
+            chars = np.zeros((65536, 8), np.uint8)
+            chars[:, 1:] = np.where(table == SPACE, 0, table)
+            high = chars.view("<u8").ravel().copy()
+            chars[np.arange(65536), 7 - lens] = ord(".")
+            low = chars.view("<u8").ravel().copy()
+            shift = (8 * (lens + 1)).astype(np.uint64)
+            _WORDS.extend((high, low, shift, lens))
+        return _WORDS
 
 
 def _ip_tables():
@@ -495,7 +529,8 @@ def _dates_locked(lo, hi, fmt):
         _put(t, 8, d, 2)
     t[:, 10] = ord(" ") if fmt in ("iso", "m/d/y") else ord("T")
     if len(_TABLES) > 64:
-        _TABLES.pop(next(k for k in _TABLES if k[0] == "dates"), None)
+        # list(): formatting threads may add other tables meanwhile
+        _TABLES.pop(next((k for k in list(_TABLES) if k[0] == "dates"), None), None)
     _TABLES[key] = t
     return t
 

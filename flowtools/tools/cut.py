@@ -204,15 +204,54 @@ def _emitter(fmt, renderer, chosen, write):
 
 
 class _TextEmitter:
+    """Lines made on two threads, written in input order: numpy releases the GIL in the
+    gathers and the compaction (1M records in memory, default fields: 0.69 s -> 0.50 s
+    wall; five fields delimited: 0.60 s -> 0.33 s). The first batch is done inline, so
+    a small input starts no thread."""
+
+    AHEAD = 3  # runs formatted ahead of the writer (memory: ~10 MB of text each)
+    # Small batches (the bench stream and archive files hold ~4,200 records each) are
+    # joined into runs of this many records first: formatting pays a few dozen numpy
+    # calls per run (10M records, five fields delimited: 10.9 s -> 6.9 s wall)
+    RUN = 65536
+
     def __init__(self, renderer, chosen, write):
         self.r, self.fields, self.write = renderer, chosen, write
+        self.pool, self.pending, self.started = None, [], False
+        self.held, self.nheld = [], 0
 
     def header(self):
         self.write(self.r.header(self.fields))
 
     def records(self, batch):
-        if len(batch["stime"]):
-            self.write(self.r.lines(self.fields, batch))
+        n = len(batch["stime"])
+        if not n:
+            return
+        self.held.append(batch)
+        self.nheld += n
+        if self.nheld >= self.RUN:
+            self._flush()
+
+    def _flush(self):
+        from .. import schema
+        if not self.held:
+            return
+        run = schema.concat(self.held)
+        self.held, self.nheld = [], 0
+        if not self.started:
+            self.started = True
+            self.write(self.r.lines(self.fields, run))
+            return
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(2, thread_name_prefix="pyflow-text")
+        self.pending.append(self.pool.submit(self.r.lines, self.fields, run))
+        while len(self.pending) > self.AHEAD:
+            self.write(self.pending.pop(0).result())
 
     def finish(self):
-        pass
+        self._flush()
+        while self.pending:
+            self.write(self.pending.pop(0).result())
+        if self.pool is not None:
+            self.pool.shutdown()
