@@ -56,6 +56,7 @@ import filter_steps  # noqa: E402
 import match_steps  # noqa: E402
 import nfdump  # noqa: E402
 import set_steps  # noqa: E402
+import silk_steps  # noqa: E402
 from harness import (  # noqa: E402
     DEVNULL,
     Report,
@@ -606,65 +607,6 @@ def step_text(b):
         os.unlink(csv)
 
 
-_SILK_READ = r"""
-import sys, time
-from flowtools import io
-best = None
-for _ in range(3):
-    w, c, n = time.perf_counter(), time.process_time(), 0
-    for batch in io.open_flows(sys.argv[1]).batches():
-        n += len(batch["stime"])
-    t = (time.perf_counter() - w, time.process_time() - c, n)
-    best = t if best is None or t < best else best
-print(*best)
-"""
-
-
-def step_silk(b):
-    """Reading SiLK's own flow files vs the same records as a pyflow file: each of the
-    four sample files of ../shared/data/silk (245,340 real records), its blocks repeated
-    20 times into one SiLK file of 4.9M records, read into column batches in one process
-    (best of 3, start-up excluded), against its conversion by pyflow-cat."""
-    src = os.path.join(os.path.dirname(ROOT), "shared", "data", "silk")
-    paths = sorted(p for p in (os.listdir(src) if os.path.isdir(src) else [])
-                   if p.endswith(".dat"))
-    if not paths:
-        b.report.check("SiLK read within 2x of pyflow", None, f"no SiLK files in {src}")
-        return
-    sys.path.insert(0, ROOT)
-    from flowtools import io as flow_io
-    worst = 0
-    for name in paths:
-        path = os.path.join(src, name)
-        reader = flow_io.open_flows(path)
-        start = reader.inp.pos  # the end of the header: the blocks follow
-        reader.close()
-        with open(path, "rb") as f:
-            data = f.read()
-        big = os.path.join(b.work, "silk-" + name)
-        with open(big, "wb") as f:
-            f.write(data[:start])
-            for _ in range(20):
-                f.write(data[start:])
-        converted = big[:-4] + ".pf"
-        b.run([*b.pyflow("pyflow-cat"), big, f"--output-path={converted}"])
-        rows = {}
-        for label, what in (("SiLK " + name[:-4], big), ("pyflow (same records)", converted)):
-            out = subprocess.run([sys.executable, "-c", _SILK_READ, what], env=b.env,
-                                 capture_output=True, text=True, check=True, cwd=ROOT)
-            wall, cpu, n = out.stdout.split()
-            rows[label] = b.report.add(Result("silk", "read into batches (in process)",
-                                              label, seconds=float(wall), cpu=float(cpu),
-                                              records=int(n), note=fmt_bytes(
-                                                  os.path.getsize(what))))
-        mine, peer = rows.values()
-        peer.ratio, peer.ratio_of = mine.seconds / peer.seconds, "time"
-        worst = max(worst, peer.ratio)
-    b.report.check("SiLK read within 2x of pyflow", worst <= 2,
-                   f"slowest SiLK format {worst:.2f}x the time of the same records in "
-                   "pyflow's format")
-
-
 def step_sort(b):
     """pyflow-sort --fields=sip,stime of the N-record stream, with a 512 MiB buffer (sorted
     runs through temporary files) and with the default buffer (in memory at 10M)."""
@@ -704,7 +646,7 @@ STEPS = {
     "memory": step_memory,
     "stream": step_stream,
     "text": step_text,
-    "silk": step_silk,
+    "silk": silk_steps.step_silk,
     "sort": step_sort,
     "filter": filter_steps.step_filter,
     "select": filter_steps.step_select,

@@ -812,12 +812,28 @@ def parse_ip(text, hexadecimal=False, blank_ok=False):
         m = len(uniq)
         ugood, u6 = np.zeros(m, bool), np.zeros(m, bool)
         uhi, ulo = np.zeros(m, np.uint64), np.zeros(m, np.uint64)
+        # IPv6 text straight through inet_pton, its 16 bytes gathered and converted at once
+        # (a third of the time of this loop on the bench CSV: 1.8% IPv6 addresses);
+        # anything it refuses goes through scalar_ip, which explains it.
+        six_at, packed = [], []
+        pton, af6 = socket.inet_pton, socket.AF_INET6
         for k, raw in enumerate(uniq):
+            if b":" in raw:
+                try:
+                    packed.append(pton(af6, raw.decode("ascii")))
+                    six_at.append(k)
+                    continue
+                except (OSError, ValueError):
+                    pass
             try:
                 six, v = scalar_ip(raw.decode("utf-8"), hexadecimal)
             except (ValueError, UnicodeDecodeError):
                 continue
             ugood[k], u6[k], uhi[k], ulo[k] = True, six, v >> 64, v & U64
+        if six_at:
+            halves = np.frombuffer(b"".join(packed), ">u8").reshape(-1, 2)
+            ugood[six_at] = u6[six_at] = True
+            uhi[six_at], ulo[six_at] = halves[:, 0], halves[:, 1]
         ok[rest] = ugood[inverse]
         four = ugood & ~u6
         v4[rest[four[inverse]]] = ulo[inverse][four[inverse]].astype(np.uint32)
