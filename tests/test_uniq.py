@@ -371,10 +371,42 @@ def test_merging_and_spilling_give_the_same_bins(rng, tmp_path, monkeypatch):
     monkeypatch.setattr(aggregate, "CHUNK", 1000)      # many runs to merge
     monkeypatch.setattr(aggregate, "MIN_HOLD", 0)
     _compare(batches, "sport,sip", ["dip"])
+    _compare(batches, "sport,protocol", ["dip"])     # one-word keys met in many runs
     spill = tmp_path / "spill"
     spill.mkdir()
     _compare(batches, "sport,sip", ["dip"], budget=1, tempdir=str(spill))   # every merge
+    # one-word keys and pairs (merged into their run by binary search), spilled
+    _compare(batches, "sip", ["dip", "sport"], budget=1, tempdir=str(spill))
     assert os.listdir(spill) == []           # temporary runs removed
+
+
+@settings(max_examples=40, deadline=None)
+@given(runs=st.lists(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 5)), max_size=30),
+                     max_size=8),
+       budget=st.sampled_from([1, 64, 1 << 30]))
+def test_one_word_table_merges_runs_into_one(runs, budget, tmp_path_factory):
+    """A one-word Table merges runs into its merged run by binary search (and spills it
+    beyond the budget): the result is every key once, in order, values combined."""
+    t = aggregate.Table(1, {"n": "sum", "lo": "min", "hi": "max"}, budget=budget,
+                        tempdir=str(tmp_path_factory.mktemp("spill")))
+    ref = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(aggregate, "MIN_HOLD", 0)         # merge as soon as runs come
+        for run in runs:
+            if not run:
+                continue
+            keys = np.array([k for k, _ in run], np.uint64)
+            vals = np.array([v for _, v in run], np.uint64)
+            t.add([keys], {"n": vals, "lo": vals, "hi": vals})
+            for k, v in run:
+                n, lo, hi = ref.get(k, (0, v, v))
+                ref[k] = (n + v, min(lo, v), max(hi, v))
+    got = {}
+    for chunk in t.chunks(chunk=3):
+        for i, k in enumerate(chunk.words[0].tolist()):
+            assert k not in got
+            got[k] = tuple(int(chunk.values[c][i]) for c in ("n", "lo", "hi"))
+    assert list(got) == sorted(ref) and got == ref
 
 
 def test_chunked_merge_of_spilled_runs(rng, tmp_path, monkeypatch):

@@ -45,3 +45,15 @@ def test_scan_decodes_only_the_columns_asked_for(files):
     seen = {k for r in workers.scan(files[:3], ["sport"], lambda b: set(b)) for s in r
             for k in s}
     assert seen <= {"sport", "ipv6"}
+
+
+def test_runs_stop_at_a_count_or_a_size(tmp_path):
+    sizes = [10, 10, 50, 5, 5, 5, 100, 1]
+    names = []
+    for i, n in enumerate(sizes):
+        (tmp_path / f"f{i}").write_bytes(b"x" * n)
+        names.append(str(tmp_path / f"f{i}"))
+    runs = workers._runs(names + [str(tmp_path / "absent")], 3, 30)
+    assert [[int(n.rsplit("f", 1)[1]) if "absent" not in n else -1 for n in r]
+            for r in runs] == [[0, 1], [2], [3, 4, 5], [6], [7, -1]]
+

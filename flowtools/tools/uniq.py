@@ -13,7 +13,7 @@ VALUE_WIDTHS = {"records": 10, "packets": 15, "bytes": 20, "stime_min": 19, "eti
 TITLES = {v: t for t, v in VALUE_NAMES if v in VALUE_WIDTHS}
 LEGACY = ("bytes", "packets", "flows", "sip_distinct", "dip_distinct")
 UINT64_MAX = (1 << 64) - 1
-TEXT_ROWS = 1 << 16
+TEXT_ROWS = 1 << 14   # IPv6 text of a slice takes ~700 B per row at its peak
 SILK_OCTETS = {"packets": 4, "bytes": 4, "in": 2, "out": 2}   # wider in pyflow's keys
 VALUE_HELP = {"bytes": "Sum of bytes for all flows in the group",
               "packets": "Sum of packets for all flows in the group",
