@@ -16,17 +16,19 @@ different values of a field the group saw). Nothing loops over records in Python
   the record's position in its spare low bits is sorted with plain np.sort (numpy's
   vectorised sort of uint64 is several times faster than argsort); wider keys use argsort
   or lexsort. Equal keys are then reduced with ufunc.reduceat.
-- Merging. The reduced batches are sorted runs; once the runs held reach twice the size
-  of the last merge's result (and at the end) they are merged in one go: their
-  concatenation is reduced as a batch is, which in numpy beats pairwise merging, and the
-  doubling keeps the total work n log n and the memory a small multiple of the bins.
-  Record counts are never carried as arrays of ones: they are the distances between the
-  starts of the keys in sorted order.
-- Spilling. When the runs held exceed the memory budget they are merged into one and
-  written to the temporary directory; at the end the spilled runs are merged a chunk at a
-  time (taking from every run the keys up to the smallest of their chunks' last keys).
+- Merging. The reduced batches are sorted runs. One-word keys keep one merged run: the
+  runs held, once they pass half of it, are merged among themselves (their concatenation
+  reduced as a batch is) and then into it by binary search, so a merge holds little
+  beyond the bins. Wider keys merge in one go once the runs held reach twice the last
+  merge's result: the doubling keeps the work n log n. Record counts are never carried
+  as arrays of ones: they are the distances between the starts of the keys in sorted
+  order.
+- Spilling. When the merged run passes half the memory budget it is written to the
+  temporary directory; at the end the spilled runs are merged a chunk at a time (taking
+  from every run the keys up to the smallest of their chunks' last keys).
 - Distinct counts are exact: the (key, value) pairs are a second group-by with no values,
-  whose sorted result is counted per key.
+  given a small budget (PAIR_BUDGET) so that they spill early, and counted per key a
+  chunk at a time at the end: their memory is per key, not per pair.
 """
 
 import os
