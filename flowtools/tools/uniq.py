@@ -195,15 +195,9 @@ class Binning:
     def _read_parallel(self, gb, names, columns):
         """Many files: worker processes decode and reduce runs of them (workers.scan);
         only their partial bins come back to be merged here."""
-        from .. import aggregate, workers
+        from .. import workers
         policy = self.r.apply_policy
-
-        def combine(batches):
-            batches = [b for b in batches if aggregate._length(b)]
-            if not batches:
-                return gb.combine([])
-            return gb.reduce(aggregate._concat(batches) if len(batches) > 1 else batches[0])
-        for part in workers.scan(names, columns, policy, combine):
+        for part in workers.scan(names, columns, policy, gb.reduce_batches):
             gb.absorb(part)
 
     # ---------------------------------------------------------------- text
