@@ -389,6 +389,40 @@ def test_sensorconf_and_twoway_packing():
     assert out6["flowtype"].tolist() == out["flowtype"].tolist()
 
 
+def test_ipsets_classify_as_the_same_ipblocks(tmp_path):
+    """NET-ipsets (IPset files, in groups too) and discard-when ...-ipsets pack records as
+    the same addresses given as ipblocks do; SiLK's and pyflow's set files both serve."""
+    from flowtools import ipset
+    site = load_site(SITE)
+    mine = ipset.IPSet.from_addresses(_ip4("128.2.0.0", "128.2.255.255"))
+    mine = ipset.IPSet.from_ranges(mine.starts[:1], mine.ends[-1:])       # 128.2.0.0/16
+    ipset.write_set(mine, str(tmp_path / "cmu.set"))
+    ipset.write_set(ipset.IPSet.from_ranges(_ip4("10.0.0.0"), _ip4("10.255.255.255")),
+                    str(tmp_path / "ten.set"), format="silk")
+    ipset.write_set(ipset.IPSet.from_ranges(_ip4("10.9.0.0"), _ip4("10.9.255.255")),
+                    str(tmp_path / "drop.set"))
+    sets = CONF.replace("    ipblocks 128.2.0.0/16", f"    ipsets {tmp_path}/cmu.set") \
+        .replace("internal-ipblocks @my-net 10.0.0.0/8",
+                 f"internal-ipsets @my-net {tmp_path}/ten.set") \
+        .replace("discard-when source-ipblocks 10.9.0.0/16",
+                 f"discard-when source-ipsets {tmp_path}/drop.set")
+    assert sets.count(str(tmp_path)) == 3
+    b = _records(sip=_ip4("128.2.1.1", "8.8.8.8", "10.1.1.1", "10.9.1.1", "8.8.8.8"),
+                 dip=_ip4("8.8.8.8", "128.2.3.4", "10.2.2.2", "8.8.8.8", "9.9.9.9"))
+    got = {}
+    for name, text in (("ipblocks", CONF), ("ipsets", sets)):
+        by_probe = packing.packers(sensorconf.parse(text, "sensor.conf"), site)
+        for batch in (b, schema.to_v6(b)):
+            out = packing.pack(batch, by_probe["S2"])[0]
+            got.setdefault(name, []).append(out["flowtype"].tolist())
+    assert got["ipsets"] == got["ipblocks"] and len(got["ipsets"][0]) == 4
+    with pytest.raises(ConfigError, match=r"s.conf:2: IPset file: cannot open .*absent.set"):
+        sensorconf.parse(f"sensor S0\n  internal-ipsets {tmp_path}/absent.set\n", "s.conf")
+    (tmp_path / "bad.set").write_bytes(b"not a set")
+    with pytest.raises(ConfigError, match="s.conf:2: IPset file: .*bad.set"):
+        sensorconf.parse(f"sensor S0\n  internal-ipsets {tmp_path}/bad.set\n", "s.conf")
+
+
 @pytest.mark.parametrize("text,message", [
     ("probe 1x netflow-v5\nend probe\n", "begin with a letter"),
     ("probe P sflow\n", "unsupported probe type"),
@@ -399,6 +433,9 @@ def test_sensorconf_and_twoway_packing():
     ("sensor S0\n  internal-ipblocks 10.0.0.0/33\n", "invalid IP block"),
     ("sensor S0\n  ipfix-probes P\nend sensor\n", "needs internal or external"),
     ("group g\n  interfaces 1\nend group\nsensor S0\n  internal-ipblocks @g\n", "holds"),
+    ("group g\n  interfaces 1\n  ipsets /x.set\n", "mixes addresses and interfaces"),
+    ("sensor S0\n  internal-ipblocks 10.0.0.0/8\n  internal-ipsets /x.set\n",
+     "addresses are already given"),
     ("bogus\n", "unknown command"),
 ])
 def test_sensorconf_errors(text, message):

@@ -42,11 +42,11 @@ class SensorPacker:
                 raise ConfigError(f"type '{t}' of class '{class_name}' is not defined in "
                                   f"the site configuration {site.path} (twoway packing "
                                   "needs it)") from None
-        self.blocks = {net: parse_cidr_list(",".join(v), "ipblocks")
+        self.blocks = {net: _addresses(v)
                        for net, v in sensor.ipblocks.items() if v != "remainder"}
         self.ifaces = {net: np.array(sorted(set(v)), np.uint32)
                        for net, v in sensor.interfaces.items() if v != "remainder"}
-        self.discard = [(prop, parse_cidr_list(",".join(v)) if prop.endswith("ipblocks")
+        self.discard = [(prop, _addresses(v) if prop.endswith("ipblocks")
                          else np.array(v, np.uint32), when)
                         for when, table in ((True, sensor.discard_when),
                                             (False, sensor.discard_unless))
@@ -140,3 +140,17 @@ def packers(conf, site, class_name="all"):
 def pack(batch, sensor_packers):
     """The records of a batch from one probe, packed by each of its sensors."""
     return [p.pack(batch) for p in sensor_packers]
+
+
+def _addresses(items):
+    """One matcher of the addresses of ipblocks (CIDR text) and ipsets (IPSets)."""
+    from ..ipset import IPSet
+    text = [x for x in items if isinstance(x, str)]
+    sets = [x for x in items if not isinstance(x, str)]
+    if text:
+        r = parse_cidr_list(",".join(text), "ipblocks")
+        if not sets:
+            return r
+        sets.append(IPSet(r.starts, r.ends, r.is_ipv6))
+    return sets[0].union(*sets[1:]) if len(sets) > 1 else sets[0]
+

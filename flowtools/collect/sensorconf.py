@@ -43,7 +43,8 @@ class Sensor:
     probes: list = field(default_factory=list)            # probe names
     source_network: str | None = None
     destination_network: str | None = None
-    ipblocks: dict = field(default_factory=dict)          # network -> [cidr] | "remainder"
+    # network -> [CIDR text (ipblocks) or IPSet (ipsets)] | "remainder"
+    ipblocks: dict = field(default_factory=dict)
     interfaces: dict = field(default_factory=dict)        # network -> {int} | "remainder"
     discard_when: dict = field(default_factory=dict)      # property -> values
     discard_unless: dict = field(default_factory=dict)
@@ -189,24 +190,37 @@ class _Parser:
             self.fail(f"unknown probe command '{cmd}'")
 
     def in_group(self, g, cmd, args):
-        if cmd not in ("ipblocks", "interfaces"):
-            self.fail(f"unsupported group command '{cmd}' (ipblocks or interfaces)")
-        if g.kind and g.kind != cmd:
-            self.fail(f"group '{g.name}' mixes ipblocks and interfaces")
-        g.kind = cmd
+        if cmd not in ("ipblocks", "ipsets", "interfaces"):
+            self.fail(f"unsupported group command '{cmd}' (ipblocks, ipsets or interfaces)")
+        # ipblocks and ipsets both give addresses: a group may hold both
+        kind = "interfaces" if cmd == "interfaces" else "ipblocks"
+        if g.kind and g.kind != kind:
+            self.fail(f"group '{g.name}' mixes addresses and interfaces")
+        g.kind = kind
         g.values.extend(self.values(cmd, _split(args)))
         self.conf.groups[g.name] = (g.kind, g.values)
 
     def values(self, kind, items):
+        """The values of an ipblocks, ipsets or interfaces statement: interface numbers,
+        or addresses as CIDR text (ipblocks) and IPSets (the files of ipsets, read now)."""
         out = []
         for item in items:
             if item.startswith("@"):
                 ref = self.conf.groups.get(item[1:])
                 if ref is None:
                     self.fail(f"unknown group '{item[1:]}'")
-                if ref[0] != kind:
-                    self.fail(f"group '{item[1:]}' holds {ref[0]}, not {kind}")
+                if (ref[0] == "interfaces") != (kind == "interfaces"):
+                    self.fail(f"group '{item[1:]}' holds "
+                              f"{'interfaces' if ref[0] == 'interfaces' else 'addresses'}, "
+                              f"not {'interfaces' if kind == 'interfaces' else 'addresses'}")
                 out.extend(ref[1])
+            elif kind == "ipsets":
+                from ..errors import FlowError
+                from ..ipset import read_set
+                try:
+                    out.append(read_set(item))
+                except FlowError as exc:       # names the file
+                    self.fail(f"IPset file: {exc}")
             elif kind == "interfaces":
                 if not item.isdigit() or int(item) > 65535:
                     self.fail(f"invalid interface '{item}' (0-65535)")
@@ -232,29 +246,33 @@ class _Parser:
             if args[0] not in NETWORKS:
                 self.fail(f"unknown network '{args[0]}'")
             setattr(s, cmd.split("-")[0] + "_network", args[0])
-        elif cmd.endswith(("-ipblocks", "-interfaces")) and cmd.split("-")[0] in NETWORKS:
+        elif cmd.endswith(("-ipblocks", "-ipsets", "-interfaces")) and \
+                cmd.split("-")[0] in NETWORKS:
             net, kind = cmd.split("-", 1)
-            table = s.ipblocks if kind == "ipblocks" else s.interfaces
+            table = s.interfaces if kind == "interfaces" else s.ipblocks
             if net in table:
-                self.fail(f"'{cmd}' given twice")
+                self.fail(f"'{cmd}': the {net} network's "
+                          f"{'interfaces' if kind == 'interfaces' else 'addresses'} "
+                          "are already given")
             if args == ["remainder"]:
                 if "remainder" in s.ipblocks.values() or "remainder" in s.interfaces.values():
                     self.fail("only one network may use remainder")
                 table[net] = "remainder"
             else:
                 table[net] = self.values(kind, _split(args))
-        elif cmd.endswith("-ipsets"):
-            self.fail("IPset files in sensor.conf are not supported yet; use ipblocks")
         elif cmd in ("discard-when", "discard-unless"):
             prop = args[0]
-            m = re.fullmatch(r"(source|destination|any)-(interfaces|ipblocks)", prop)
+            m = re.fullmatch(r"(source|destination|any)-(interfaces|ipblocks|ipsets)", prop)
             if not m:
                 self.fail(f"unsupported {cmd} property '{prop}'")
+            values = self.values(m.group(2), _split(args[1:]))
+            if m.group(2) == "ipsets":      # addresses either way
+                prop = f"{m.group(1)}-ipblocks"
             other = s.discard_unless if cmd == "discard-when" else s.discard_when
             if prop in other:
                 self.fail(f"discard-when and discard-unless both given for {prop}")
             mine = s.discard_when if cmd == "discard-when" else s.discard_unless
-            mine[prop] = self.values(m.group(2), _split(args[1:]))
+            mine[prop] = values
         elif cmd == "isp-ip":
             pass
         else:
