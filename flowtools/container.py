@@ -18,11 +18,19 @@ read up to EOF, which must come right after an end marker.
 import io
 import os
 import struct
-import zlib
 
 import msgpack
 
 from .errors import FlowError, FormatError
+
+try:
+    # ISA-L's CRC-32 is zlib's own (same polynomial and values), computed with carry-less
+    # multiplication: 1.6 -> 24 GB/s measured; it was 13% of the instructions of reading
+    # the sIP column of an archive file (the whole block is checked, even when only the
+    # front of its frame is decompressed)
+    from isal.isal_zlib import crc32
+except ImportError:              # no wheel for the platform: zlib's is the same sum
+    from zlib import crc32
 
 MAGIC = b"\x89PYF\r\n\x1a\n"
 MAJOR = 1
@@ -52,12 +60,12 @@ def unpackb(data, where):
 
 def slot_bytes(length, seq):
     head = struct.pack("<QQ", length, seq)
-    return _SLOT.pack(length, seq, zlib.crc32(head), 0)
+    return _SLOT.pack(length, seq, crc32(head), 0)
 
 
 def _read_slot(raw):
     length, seq, crc, _ = _SLOT.unpack(raw)
-    if seq == 0 or zlib.crc32(struct.pack("<QQ", length, seq)) != crc:
+    if seq == 0 or crc32(struct.pack("<QQ", length, seq)) != crc:
         return None
     return length, seq
 
@@ -66,14 +74,14 @@ def header_bytes(meta):
     """The bytes of a new file's header (both commit slots empty)."""
     body = packb(meta)
     fixed = _FIXED.pack(MAGIC, MAJOR, MINOR, 0, len(body))
-    crc = zlib.crc32(body, zlib.crc32(fixed[8:]))
+    crc = crc32(body, crc32(fixed[8:]))
     return fixed + bytes(2 * _SLOT.size) + body + _CRC.pack(crc)
 
 
 def frame_bytes(kind, header, payload_len=0):
     """The frame prefix; the caller writes payload_len payload bytes after it."""
     head = packb(header)
-    return _FRAME.pack(kind, len(head)) + head + _CRC.pack(zlib.crc32(head))
+    return _FRAME.pack(kind, len(head)) + head + _CRC.pack(crc32(head))
 
 
 class Header:
@@ -109,7 +117,7 @@ def read_header(f, name, prefix=b""):
     slots = _read_exact(f, 2 * _SLOT.size, name, "header")
     body = _read_exact(f, meta_len, name, "header")
     (crc,) = _CRC.unpack(_read_exact(f, 4, name, "header"))
-    if zlib.crc32(body, zlib.crc32(fixed[8:])) != crc:
+    if crc32(body, crc32(fixed[8:])) != crc:
         raise FormatError(f"{name}: header checksum mismatch")
     meta = unpackb(body, name)
     if not isinstance(meta, dict):
@@ -165,7 +173,7 @@ class FrameReader:
             raise FormatError(f"{self.name}: corrupt frame at byte {at}")
         head = self._read(hlen, "frame")
         (crc,) = _CRC.unpack(self._read(4, "frame"))
-        if zlib.crc32(head) != crc:
+        if crc32(head) != crc:
             raise FormatError(f"{self.name}: corrupt block header at byte {at}")
         header = unpackb(head, f"{self.name} at byte {at}")
         if not isinstance(header, dict):

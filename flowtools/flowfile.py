@@ -9,7 +9,6 @@ statistics for skipping, and an end marker per segment; see docs/FORMAT.md.
 """
 
 import threading
-import zlib
 from bisect import bisect_left
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +122,7 @@ def encode_int(name, col, cctx, delta=None, shuffle=True, packed=False):
     if packed:
         return [name, enc, w, int(base), shuffled, raw.nbytes, 0, n], raw
     data = cctx.compress(raw) if cctx else raw.tobytes()
-    return [name, enc, w, int(base), shuffled, len(data), zlib.crc32(data), n], data
+    return [name, enc, w, int(base), shuffled, len(data), container.crc32(data), n], data
 
 
 _DICT_CANDIDATES = ("sip", "dip", "nhip", "sip.v4", "dip.v4", "nhip.v4")
@@ -180,7 +179,7 @@ def decode_int(desc, data, n, dtype, dctx, where, checked=False):
         return np.zeros(0, dtype)
     if enc == "c":
         return _constant(base, dtype, n)
-    if not checked and zlib.crc32(data) != crc:
+    if not checked and container.crc32(data) != crc:
         raise FormatError(f"{where}: checksum mismatch in column {name}")
     if dctx is not None:
         try:
@@ -287,7 +286,7 @@ def encode_block(batch, cctx):
     payload = b"".join(chunks)
     for c in cols:
         c[5] = 0  # the payload is the one frame; column lengths are in the raw bytes
-    header.update(cols=cols, z=sum(sizes), crc=zlib.crc32(payload), raw=sizes,
+    header.update(cols=cols, z=sum(sizes), crc=container.crc32(payload), raw=sizes,
                   size=len(payload), zc=ends)
     return header, payload
 
@@ -342,7 +341,7 @@ class Block:
         where = self.where
         size = self.header["z"]
         if self._plan is None:
-            if zlib.crc32(self.payload) != self.header.get("crc"):
+            if container.crc32(self.payload) != self.header.get("crc"):
                 raise FormatError(f"{where}: checksum mismatch")
             if type(size) is not int or size < 0 or size > self.n * 200 + 1024:
                 raise FormatError(f"{where}: corrupt block header")
