@@ -326,12 +326,6 @@ def merge_into(builders, bags):
     return builders
 
 
-def _partial(job, batch):
-    """On a worker: one block's bags."""
-    wanted, classes, policy = job
-    return [b.bag() for b in build(wanted, [batch], classes, policy)]
-
-
 def _fresh(wanted, policy):
     from .. import bag
     return [bag.Builder(s.key, s.counter, s.ipv6 or policy == "force") for s in wanted]
@@ -373,22 +367,20 @@ class _Partial:
 def _parallel_builders(names, columns, wanted, classes, policy):
     """Many files: worker processes reduce runs of them to partial bags (workers.scan)."""
     from .. import workers
-    job = (wanted, classes, policy)
     builders = _fresh(wanted, policy)
 
-    def combine(parts):
-        return [_Partial(b) for b in _merge_all(wanted, policy, parts)]
+    def combine(batches):
+        # one set of builders for the whole run: a builder per block had cost the workers
+        # more than decoding the blocks
+        return [_Partial(b) for b in build(wanted, batches, classes, policy)]
 
-    for bags in workers.scan(names, columns, lambda batch: _partial(job, batch), combine):
+    for bags in workers.scan(names, columns, _same, combine):
         merge_into(builders, bags)
     return builders
 
 
-def _merge_all(wanted, policy, parts):
-    builders = _fresh(wanted, policy)
-    for bags in parts:
-        merge_into(builders, bags)
-    return builders
+def _same(batch):
+    return batch
 
 
 def main(opts):
