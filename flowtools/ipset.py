@@ -163,16 +163,25 @@ class IPSet(addrs.Ranges):
 
     def union(self, *others):
         sets = [self, *others]
-        if any(s.is_ipv6 for s in sets):
-            sets = [s.to_v6() for s in sets]
-        if sets[0].is_ipv6:  # merging sorted 128-bit runs beats sorting them afresh
-            out = sets[0]
-            for o in sets[1:]:
-                out = out._binary(o, "union")
-            return out
-        # merging the concatenated ranges sorts half the keys a sweep would
-        return IPSet(*_normalize32(np.concatenate([s.starts for s in sets]),
-                                   np.concatenate([s.ends for s in sets]), runs=True))
+        v4 = [s for s in sets if not s.is_ipv6]
+        if len(v4) == len(sets):
+            # merging the concatenated ranges sorts half the keys a sweep would
+            return IPSet(*_normalize32(np.concatenate([s.starts for s in sets]),
+                                       np.concatenate([s.ends for s in sets]), runs=True))
+        v6 = [s for s in sets if s.is_ipv6]
+        if v4 and len(v6) == 1:
+            joined = _join_mapped(v6[0], IPSet.union(*v4))
+            if joined is not None:
+                return joined
+        sets = v6 + ([IPSet.union(*v4).to_v6()] if v4 else [])
+        if len(sets) == 1:
+            return sets[0]
+        if len(sets) == 2:  # merging two sorted 128-bit runs beats sorting them afresh
+            return sets[0]._binary(sets[1], "union")
+        # many: one sort of all their ranges (folding them pairwise had been quadratic:
+        # pyflow-set over an archive's 2,376 files ran for minutes)
+        return IPSet.from_ranges(np.concatenate([s.starts for s in sets]),
+                                 np.concatenate([s.ends for s in sets]), True)
 
     def intersection(self, *others):
         out = self
@@ -361,6 +370,26 @@ class IPSet(addrs.Ranges):
         out[:, 1] = base_lo + offset  # may carry into hi
         out[:, 0] = np.repeat(self.starts[:, 0], lens) + (out[:, 1] < base_lo)
         return out
+
+
+def _join_mapped(v6, v4):
+    """The union of an IPv6 set and an IPv4 one when no range of the IPv6 set meets or
+    touches ::ffff:0:0/96 (None otherwise): the IPv4 ranges, mapped, then sit between its
+    ranges below and above that block, so the union is three slices and no sort (a sweep
+    of a million ranges had peaked at 160 MB)."""
+    lo_s, lo_e = v6.starts[:, 1], v6.ends[:, 1]
+    below = (v6.ends[:, 0] == 0) & (lo_e < np.uint64(addrs.MAPPED - 1))
+    above = (v6.starts[:, 0] > 0) | (lo_s > np.uint64(addrs.MAPPED | addrs.M32) + _ONE)
+    nb = int(np.count_nonzero(below))
+    if nb + int(np.count_nonzero(above)) != len(v6.starts) or not below[:nb].all():
+        return None
+    m, k = len(v4.starts), len(v6.starts)
+    starts, ends = np.zeros((k + m, 2), np.uint64), np.zeros((k + m, 2), np.uint64)
+    for out, six, four in ((starts, v6.starts, v4.starts), (ends, v6.ends, v4.ends)):
+        out[:nb], out[nb + m:] = six[:nb], six[nb:]
+        np.bitwise_or(four, np.uint64(addrs.MAPPED), out=out[nb: nb + m, 1],
+                      dtype=np.uint64)
+    return IPSet(starts, ends, True)
 
 
 def to_int(pair):

@@ -742,6 +742,35 @@ def test_real_pipeline_set_build_cat(tmp_path):
     assert hashlib.md5(out).hexdigest() == "3677d3da40803d98298314b69fadf06a"
 
 
+def test_set_over_many_files_equals_one_stream(tmp_path):
+    """pyflow-set over an archive's files (runs of them on worker processes, IPv4 and
+    IPv6 addresses merged apart) makes the sets the records hold, as from one stream."""
+    from flowtools import api, io, schema
+    root = tmp_path / "archive"
+    subprocess.run(tool("pyflow-gen") + [f"--data-rootdir={root}", "--flows=20000",
+                                         "--seed=11", "--start-date=2024/03/01", "--hours=6",
+                                         "--sensors=S0,S1"], check=True)
+    names = api.archive_files(str(root), "2024/03/01", None, types=["all"])
+    assert len(names) >= 16
+    listing = tmp_path / "files.txt"
+    listing.write_text("\n".join(names) + "\n")
+    stream = tmp_path / "all.pf"
+    subprocess.run(tool("pyflow-cat") + [f"--xargs={listing}", f"--output-path={stream}"],
+                   check=True)
+    for args, label in (([f"--xargs={listing}"], "many"), ([str(stream)], "one")):
+        subprocess.run(tool("pyflow-set") + [f"--sip-file={tmp_path / label}-sip.set",
+                                             f"--any-file={tmp_path / label}-any.set"] + args,
+                       check=True)
+    batch = schema.concat(list(io.open_flows(str(stream)).batches(["sip", "dip", "stime"])))
+    assert "ipv6" in batch and batch["ipv6"].any() and not batch["ipv6"].all()
+    sip = IPSet.from_addresses(batch["sip"])
+    both = IPSet.from_addresses(np.concatenate([batch["sip"], batch["dip"]]))
+    for label in ("many", "one"):
+        assert ipset.read_set(str(tmp_path / f"{label}-sip.set")) == sip
+        assert ipset.read_set(str(tmp_path / f"{label}-any.set")) == both
+    assert sip.count() == len({tuple(r) for r in batch["sip"].tolist()})
+
+
 def test_refuses_terminal_and_clobber(tmp_path):
     (tmp_path / "a.txt").write_text("10.0.0.1\n")
     (tmp_path / "a.set").write_bytes(b"x")
@@ -963,6 +992,44 @@ def test_algebra_laws(a, b, c):
     assert a == (a - b) | (a & b)
     assert (a | b).count() == a.count() + b.count() - (a & b).count()
     assert (a ^ b) == (a | b) - (a & b)
+
+
+def _fold(sets):
+    """The union of sets by two-set sweeps, one pair at a time (the reference)."""
+    out = sets[0].to_v6() if any(s.is_ipv6 for s in sets) else sets[0]
+    for s in sets[1:]:
+        a, b = out._pair(s)
+        out = IPSet(*(ipset._sweep128 if a.is_ipv6 else ipset._sweep32)(a, b, "union"),
+                    a.is_ipv6)
+    return out
+
+
+@FAST
+@given(st.lists(any_sets, min_size=1, max_size=6))
+def test_union_of_many_equals_pairwise(sets):
+    """Many-way union (one sort of every range; an IPv4 set joined to an IPv6 one as
+    slices when they cannot touch) equals folding two-set sweeps."""
+    got = sets[0].union(*sets[1:])
+    want = _fold(sets)
+    assert got == want and got.is_ipv6 == want.is_ipv6
+    # normalized alike: the same ranges, adjacent ones joined
+    assert np.array_equal(got.starts, want.starts) and np.array_equal(got.ends, want.ends)
+
+
+def test_union_joins_ranges_touching_the_mapped_block():
+    """An IPv6 range ending just below ::ffff:0.0.0.0 (or starting just above
+    ::ffff:255.255.255.255) and an IPv4 set holding 0.0.0.0 (255.255.255.255) join
+    into one range."""
+    below = IPSet.from_ranges(addrs.pairs([addrs.MAPPED - 16]), addrs.pairs([addrs.MAPPED - 1]),
+                              True)
+    above = IPSet.from_ranges(addrs.pairs([addrs.MAPPED + 2**32]),
+                              addrs.pairs([addrs.MAPPED + 2**32 + 7]), True)
+    edges = IPSet.from_ranges(np.array([0, 2**32 - 4], np.int64),
+                              np.array([3, 2**32 - 1], np.int64))
+    for six in (below, above):
+        got = six.union(edges)
+        assert got == _fold([six, edges]) and len(got.starts) == 2
+        assert got.count() == six.count() + edges.count()
 
 
 @FAST

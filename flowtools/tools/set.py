@@ -39,29 +39,101 @@ TOOL = Tool(
 
 
 class _Collector:
-    """The distinct addresses of one column, one set per batch, merged at the end."""
+    """The distinct addresses of one column: a set per batch, merged into one whenever
+    those held pass the size of the merged one (so the work stays n log n and the memory
+    a small multiple of the result). IPv4 and IPv6 sets are merged apart (32-bit ranges
+    merge several times faster) and joined at the end."""
+
+    GATHER = 1 << 20        # addresses gathered before they are made a set
 
     def __init__(self):
-        self.parts = []
+        self.merged = {False: None, True: None}
+        self.parts = {False: [], True: []}
+        self.held = {False: 0, True: 0}
+        self.raw = {False: [], True: []}
+        self.nraw = 0
 
     def add(self, batch, column):
-        from ..ipset import IPSet
+        """The addresses of a batch's column (made a set once enough are gathered: a
+        set per batch had cost more than decoding the batch)."""
         col = batch[column]
         if "ipv6" not in batch:
-            self.parts.append(IPSet.from_addresses(col))
-            return
-        v6 = batch["ipv6"]
-        if (~v6).any():  # IPv4 records held as ::ffff:a.b.c.d
-            self.parts.append(IPSet.from_addresses(col[~v6, 1].astype("uint32")))
-        if v6.any():
-            self.parts.append(IPSet.from_addresses(col[v6], ipv6=True))
+            self.raw[False].append(col)
+        else:
+            v6 = batch["ipv6"]
+            if v6.all():
+                self.raw[True].append(col)
+            elif not v6.any():  # IPv4 records held as ::ffff:a.b.c.d
+                self.raw[False].append(col[:, 1].astype("uint32"))
+            else:
+                self.raw[False].append(col[~v6, 1].astype("uint32"))
+                self.raw[True].append(col[v6])
+        self.nraw += len(col)
+        if self.nraw >= self.GATHER:
+            self._gather()
+
+    def _gather(self):
+        import numpy as np
+
+        from ..ipset import IPSet
+        for family, cols in self.raw.items():
+            if cols:
+                col = np.concatenate(cols) if len(cols) > 1 else cols[0]
+                self.absorb(IPSet.from_addresses(col, ipv6=family))
+        self.raw, self.nraw = {False: [], True: []}, 0
+
+    def absorb(self, part):
+        """Add a set (or the result of another collector)."""
+        family = part.is_ipv6
+        self.parts[family].append(part)
+        self.held[family] += part.nranges
+        merged = self.merged[family]
+        if self.held[family] > max(1 << 16, merged.nranges if merged is not None else 0):
+            self._merge(family)
+
+    def _merge(self, family):
+        parts = [p for p in [self.merged[family], *self.parts[family]] if p is not None]
+        if parts:
+            self.merged[family] = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        self.parts[family], self.held[family] = [], 0
+
+    def families(self):
+        """The IPv4 and the IPv6 set (those not empty), each merged."""
+        self._gather()
+        for family in (False, True):
+            self._merge(family)
+        return [p for p in self.merged.values() if p is not None]
 
     def result(self):
         from ..ipset import IPSet
-        if not self.parts:
+        sets = self.families()
+        if not sets:
             return IPSet()
-        return self.parts[0].union(*self.parts[1:]) if len(self.parts) > 1 else \
-            self.parts[0]
+        return sets[0].union(*sets[1:]) if len(sets) > 1 else sets[0]
+
+
+def _columns_of(col):
+    return [col] if col else ["sip", "dip"]
+
+
+def _parallel(names, columns, wanted, policy):
+    """Many files: workers make each run's sets (workers.scan), merged here."""
+    from .. import workers
+    collectors = [_Collector() for _ in wanted]
+
+    def combine(batches):
+        mine = [_Collector() for _ in wanted]
+        for batch in batches:
+            for (_, col), coll in zip(wanted, mine, strict=True):
+                for c in _columns_of(col):
+                    coll.add(batch, c)
+        return [coll.families() for coll in mine]
+
+    for sets in workers.scan(names, columns, policy.apply_policy, combine):
+        for coll, parts in zip(collectors, sets, strict=True):
+            for part in parts:
+                coll.absorb(part)
+    return collectors
 
 
 def main(opts):
@@ -90,6 +162,13 @@ def main(opts):
         c is None for _, c in wanted) else set())) + ["stime"]
     copy = io.FlowSink(opts.copy_input, cli.output_meta(opts)) if opts.copy_input else None
     metas = []
+    if len(names) >= 16 and not copy and not opts.print_filenames and \
+            not any(n in io.STDIN_NAMES for n in names):
+        # the history of an archive's files is one and the same: the first file's stands
+        # for all (as in pyflow-bag)
+        metas.append(io.open_flows(names[0]).meta)
+        collectors = _parallel(names, columns, wanted, policy)
+        names = []
     try:
         for name in names:
             reader = io.open_flows(name)
@@ -102,7 +181,7 @@ def main(opts):
                         copy.write(batch)
                     batch = policy.apply_policy(batch)
                     for (_, col), coll in zip(wanted, collectors, strict=True):
-                        for c in ([col] if col else ["sip", "dip"]):
+                        for c in _columns_of(col):
                             coll.add(batch, c)
             finally:
                 reader.close()
