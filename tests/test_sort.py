@@ -183,7 +183,7 @@ def test_merge_of_nothing_and_of_one():
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_external_sorter_spills_and_merges(rng, tmp_path, reverse, monkeypatch):
-    monkeypatch.setattr(sorting, "MAX_FANIN", 4)
+    monkeypatch.setattr(sorting, "MAX_RUNS", 4)
     flist = fields.parse_list("sip,stime")
     batches = [few_values(rng, 3000, v6=i % 4 == 3) for i in range(24)]
     with sorting.ExternalSorter(flist, reverse, 200_000, str(tmp_path)) as s:
@@ -194,6 +194,43 @@ def test_external_sorter_spills_and_merges(rng, tmp_path, reverse, monkeypatch):
     assert os.listdir(tmp_path) == []
     whole = schema.concat(batches)
     assert_batches_equal(got, schema.take(whole, python_order(whole, flist, reverse)))
+
+
+@pytest.mark.parametrize("spec", ["proto", "sip,stime", "sport,proto"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_merge_runs_of_memory_and_file_runs(rng, tmp_path, spec, reverse):
+    """Keys so common that a step cannot hold them all (merged run by run), runs of
+    several chunks on file and runs in memory, of IPv4 and IPv6 records."""
+    flist = fields.parse_list(spec)
+    srcs = [sorting.sort_batch(few_values(rng, int(rng.integers(1, 3000)), v6=i == 4),
+                               flist, reverse) for i in range(7)]
+    files = sorting.RunFiles(str(tmp_path))
+    sample = lambda b, first=0: sorting._samples(b, flist, reverse, first)  # noqa: E731
+    try:
+        chunks = [[schema.take(b, slice(0, i * 100)), schema.take(b, slice(i * 100, None))]
+                  if i % 2 else [b] for i, b in enumerate(srcs[:4])]
+        chunks[3][1] = schema.to_v6(chunks[3][1])   # a run of IPv4 and IPv6 chunks
+        runs = files.write_runs(chunks, sample)
+        runs += [sorting._MemoryRun(b, sample(b)) for b in srcs[4:]]
+        got = schema.concat([schema.to_v6(b) for b in
+                             sorting.merge_runs(runs, flist, reverse, step=600)])
+    finally:
+        files.close()
+    whole = schema.to_v6(schema.concat(srcs))
+    assert_batches_equal(got, schema.take(whole, python_order(whole, flist, reverse)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_recut_gives_batches_of_the_size(rng):
+    for _ in range(50):
+        batches = [random_batch(rng, int(rng.integers(1, 50)))
+                   for _ in range(int(rng.integers(0, 8)))]
+        size = int(rng.integers(1, 60))
+        out = list(sorting._recut(iter(batches), size))
+        assert [schema.nrecords(b) for b in out[:-1]] == [size] * (len(out) - 1)
+        assert sum(schema.nrecords(b) for b in out) == sum(schema.nrecords(b) for b in batches)
+        if batches:
+            assert_batches_equal(schema.concat(out), schema.concat(batches))
 
 
 def test_external_sorter_in_memory_writes_no_files(rng, tmp_path):

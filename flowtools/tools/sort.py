@@ -127,6 +127,7 @@ def main(opts):
 
     from .. import cli, fields, io, sorting
     from ..errors import FlowError
+    from ..flowfile import DEFAULT_BLOCK_RECORDS
 
     if opts.help_fields:
         sys.stdout.write(fields.help_text())
@@ -154,7 +155,7 @@ def main(opts):
             for name in names:
                 for batch in inputs.batches(name):
                     sorter.add(batch)
-            out = sorter.batches()
+            out = sorter.batches(DEFAULT_BLOCK_RECORDS)   # the sink's blocks, whole
         for batch in out:
             if sink is None:
                 sink = io.FlowSink(opts.output_path, cli.output_meta(opts, inputs.metas),
