@@ -186,6 +186,21 @@ def test_limits_agree_with_uniq(tmp_path, rng):
     assert out.decode().splitlines()[1] == "OUTPUT: Bottom 5 Bins by Bytes"
 
 
+@pytest.mark.parametrize("count", [1, 2, 4, 5, 6, 7])
+@pytest.mark.parametrize("bottom", [False, True])
+def test_top_n_ties_keep_key_order(tmp_path, rng, count, bottom):
+    """Bins tied on the value rank in key order, also where the cut falls among them."""
+    per_port = {10: 3, 20: 5, 30: 5, 40: 2, 50: 5, 60: 5, 70: 2}
+    b = random_batch(rng, sum(per_port.values()))
+    b["sport"] = np.repeat(np.array(list(per_port), np.uint16), list(per_port.values()))
+    path = write(tmp_path, [b])
+    rc, out, _ = run_tool("stats", ["--fields=sport", "--values=records", f"--count={count}",
+                                    "--delimited", "--no-percents"]
+                          + (["--bottom"] if bottom else []) + [path])
+    ranked = sorted(per_port, key=lambda p: (per_port[p] if bottom else -per_port[p], p))
+    assert [int(r[0]) for r in _rows(out)] == ranked[:count]
+
+
 def test_no_bins_above_threshold(tmp_path, rng):
     path = write(tmp_path, [random_batch(rng, 100)])
     rc, out, _ = run_tool("stats", ["--fields=sport", "--threshold=1000", path])

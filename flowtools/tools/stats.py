@@ -175,17 +175,25 @@ def top_n(b, kind, number, bottom, no_percents):
         primary = counts[what.name]
         title = f"{what.name}-Distinct"
         total = totals[what.name]
-    # rank: by the primary value, ties in key order (the bins are in key order)
-    order = np.argsort(primary if bottom else ~primary, kind="stable")
+    # rank: by the primary value, ties in key order (the bins are in key order); only
+    # the bins shown are sorted (a stable sort of every bin had been 0.1 s of a top-10
+    # over 912,872 sources)
+    rank = primary if bottom else ~primary
     threshold = None
     if kind == "count":
-        shown = order if number == 0 else order[:number]
+        if 0 < number < nbins:
+            kth = np.partition(rank, number - 1)[number - 1]
+            candidates = np.flatnonzero(rank <= kth)        # ties at the cut included
+        else:
+            candidates = np.arange(nbins)
+        shown = candidates[np.argsort(rank[candidates], kind="stable")]
+        shown = shown if number == 0 else shown[:number]
         nshown = nbins if number == 0 else number
     else:
         threshold = int(number) if kind == "threshold" else int(number * total / 100.0)
-        ranked = primary[order]
-        keep = ranked <= np.uint64(threshold) if bottom else ranked >= np.uint64(threshold)
-        shown = order[keep]
+        keep = primary <= np.uint64(threshold) if bottom else primary >= np.uint64(threshold)
+        candidates = np.flatnonzero(keep)
+        shown = candidates[np.argsort(rank[candidates], kind="stable")]
         nshown = len(shown)
     r = b.r
     lines = []
