@@ -85,9 +85,11 @@ def _runs(names, chunk, limit):
     return runs
 
 
-def scan(names, columns, fn, combine=list, threads=2, parallel=None):
+def scan(names, columns, fn, combine=list, threads=2, parallel=None, families=False):
     """fn(batch) for every block of the named inputs, with only `columns` decoded,
-    yielded as combine([fn(batch), ...]) per run of inputs, in input order.
+    yielded as combine([fn(batch), ...]) per run of inputs, in input order; with
+    families, fn sees each block as batches of one address family each (IPv4 records
+    with 32-bit addresses, then IPv6 ones: flowfile.split_families).
 
     Aggregating tools (bags, uniq, stats) pass a fn that reduces a block to a small
     partial result and a combine that merges a run's partials, so that only those cross
@@ -98,21 +100,28 @@ def scan(names, columns, fn, combine=list, threads=2, parallel=None):
         parallel = len(names) >= 16 and not any(n in io.STDIN_NAMES for n in names) and \
             default_workers() > 1
     if not parallel:
-        from .flowfile import decode_all
         for name in names:
-            results = [fn(batch) for _, _, batch in
-                       decode_all([io.open_flows(name, threads=threads)], columns,
-                                  threads=threads)]
-            yield combine(results)
+            yield combine([fn(batch) for batch in _batches(
+                [io.open_flows(name, threads=threads)], columns, threads, families)])
         return
     from . import flowfile  # noqa: F401  (imported once, before the workers fork)
-    for _, result in ordered_chunks(_scan_run, (columns, fn, combine), names):
+    for _, result in ordered_chunks(_scan_run, (columns, fn, combine, families), names):
         yield result
+
+
+def _batches(readers, columns, threads, families):
+    from .flowfile import decode_all, families_work
+    if not families:
+        for _, _, batch in decode_all(readers, columns, threads=threads):
+            yield batch
+        return
+    for _, _, parts in decode_all(readers, columns, threads=threads,
+                                  work=families_work(columns)):
+        yield from parts
 
 
 def _scan_run(job, names):
     from . import io
-    from .flowfile import decode_all
-    columns, fn, combine = job
+    columns, fn, combine, families = job
     readers = (io.open_flows(name, threads=1) for name in names)
-    return combine([fn(batch) for _, _, batch in decode_all(readers, columns, threads=1)])
+    return combine([fn(batch) for batch in _batches(readers, columns, 1, families)])

@@ -52,6 +52,36 @@ def test_mixed_stream_keeps_ipv4_blocks_narrow(rng):
     assert_batches_equal(c, out[2])
 
 
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("columns", [None, ["sip", "dport"], ["dip", "nhip", "stime"]])
+def test_decode_families_splits_like_split_families(rng, share, columns):
+    """A block decoded straight into its IPv4 and IPv6 records (32-bit addresses for the
+    former) equals the whole block decoded and then split."""
+    from flowtools.flowfile import split_families
+    b = random_batch(rng, 3000, v6=True)
+    b["ipv6"] = rng.random(3000) < share
+    for c in schema.IP_COLUMNS:     # IPv4 records hold ::ffff:a.b.c.d
+        b[c][~b["ipv6"], 0] = 0
+        b[c][~b["ipv6"], 1] = (b[c][~b["ipv6"], 1] & np.uint64(0xFFFFFFFF)) | \
+            schema.V4_MAPPED_LO
+    data = write([b], block_records=1000)
+    r = FlowReader(io.BytesIO(data), "mem")
+    seen = 0
+    for pending in r.blocks():
+        block = pending.load()
+        got = block.decode_families(columns)
+        want = split_families(block.decode(columns))
+        assert len(got) == len(want) and len(got) in (1, 2)
+        for g, w in zip(got, want, strict=True):
+            assert g.keys() == w.keys()
+            for k in g:
+                assert g[k].dtype == w[k].dtype and np.array_equal(g[k], w[k]), k
+        v4 = [g for g in got if "ipv6" not in g]
+        assert all(g[c].ndim == 1 for g in v4 for c in g if c in schema.IP_COLUMNS)
+        seen += sum(len(next(iter(g.values()))) for g in got)
+    assert seen == 3000
+
+
 def test_selected_columns_and_block_skipping(rng):
     b = random_batch(rng, 4000)
     b["stime"] = np.sort(b["stime"])

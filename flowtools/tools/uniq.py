@@ -197,7 +197,8 @@ class Binning:
         only their partial bins come back to be merged here."""
         from .. import workers
         policy = self.r.apply_policy
-        for part in workers.scan(names, columns, policy, gb.reduce_batches):
+        for part in workers.scan(names, columns, policy, gb.reduce_batches,
+                                 families=self.r.policy == "mix"):
             gb.absorb(part)
 
     # ---------------------------------------------------------------- text
