@@ -610,21 +610,12 @@ class GroupBy:
         first with 32-bit addresses, and reduced apart from the IPv6 ones, so that the key
         work on most records is on narrow columns (pyflow-stats by sIP: ip_parts had been
         a sixth of the workers' time on the bench archive, 2% IPv6 records)."""
+        from .schema import split_families
         narrow, wide = [], []
         for b in batches:
-            if not _length(b):
-                continue
-            if "ipv6" not in b:
-                narrow.append(b)
-                continue
-            v6 = b["ipv6"]
-            if v6.all():
-                wide.append(b)
-            elif not v6.any():
-                narrow.append(_narrowed(b, None))
-            else:
-                narrow.append(_narrowed(b, ~v6))
-                wide.append({k: v[v6] for k, v in b.items()})
+            if _length(b):
+                for part in split_families(b):
+                    (wide if "ipv6" in part else narrow).append(part)
         parts = [self.reduce(_concat(g) if len(g) > 1 else g[0]) for g in (narrow, wide) if g]
         if len(parts) == 1:
             return parts[0]
@@ -990,22 +981,6 @@ def _widen(fields, comps):
 
 def _length(batch):
     return len(next(iter(batch.values()))) if batch else 0
-
-
-def _narrowed(batch, rows):
-    """The rows of a batch (None: all) whose addresses are IPv4, with them as uint32 and
-    no ipv6 column."""
-    from .schema import IP_COLUMNS
-    out = {}
-    for k, v in batch.items():
-        if k == "ipv6":
-            continue
-        if k in IP_COLUMNS and v.ndim == 2:
-            lo = v[:, 1] if rows is None else v[rows, 1]
-            out[k] = lo.astype(np.uint32)        # the low 32 bits: a.b.c.d
-        else:
-            out[k] = v if rows is None else v[rows]
-    return out
 
 
 def _concat(batches):

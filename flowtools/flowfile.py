@@ -436,8 +436,17 @@ class Block:
 
     def decode(self, columns=None, dctx=None):
         """The block's records as a batch; only the named columns when given."""
+        return self._guarded(self._decode, columns, dctx)
+
+    def _guarded(self, decode, columns, dctx):
+        """decode(columns, dctx), with a context when the block needs one, and corrupt
+        data reported as a FormatError naming the block."""
+        if dctx is None and self.reader.compressed:
+            dctx = zstandard.ZstdDecompressor()
+        elif not self.reader.compressed:
+            dctx = None
         try:
-            return self._decode(columns, dctx)
+            return decode(columns, dctx)
         except (ValueError, OverflowError, TypeError, KeyError, IndexError) as exc:
             raise FormatError(f"{self.where}: corrupt block ({exc})") from None
         finally:
@@ -447,28 +456,20 @@ class Block:
 
     def decode_families(self, columns=None, dctx=None):
         """The block's records as batches of one address family each: the IPv4 records
-        with 32-bit addresses and no ipv6 column, then the IPv6 ones (hi, lo). For tools
-        that key IPv4 records apart: building the (n, 2) columns of a mixed block only to
-        take them apart had been a quarter of pyflow-stats' workers' time."""
+        with 32-bit addresses and no ipv6 column, then the IPv6 ones (hi, lo), as
+        schema.split_families splits a batch. For tools that key IPv4 records apart:
+        building the (n, 2) columns of a mixed block only to take them apart had been a
+        quarter of pyflow-stats' workers' time."""
         if not self.v6 or any(n in schema.IP_COLUMNS and not self._has_v4(n)
                               for n in (columns or schema.NAMES)):
-            return split_families(self.decode(columns, dctx))
-        try:
-            return self._decode_families(columns, dctx)
-        except (ValueError, OverflowError, TypeError, KeyError, IndexError) as exc:
-            raise FormatError(f"{self.where}: corrupt block ({exc})") from None
-        finally:
-            self._dobj = None
+            return schema.split_families(self.decode(columns, dctx))
+        return self._guarded(self._decode_families, columns, dctx)
 
     def _has_v4(self, name):
         entry = self.index.get(name + ".v4")
         return entry is not None and entry[0][7] == self.n
 
     def _decode_families(self, columns, dctx):
-        if dctx is None and self.reader.compressed:
-            dctx = zstandard.ZstdDecompressor()
-        elif not self.reader.compressed:
-            dctx = None
         names = schema.NAMES if columns is None else columns
         ipv6 = self._col("ipv6", _U[1], dctx).view(bool)
         where6 = np.flatnonzero(ipv6)
@@ -489,10 +490,6 @@ class Block:
         return [b for b, n in ((four, len(where4)), (six, len(where6))) if n]
 
     def _decode(self, columns, dctx):
-        if dctx is None and self.reader.compressed:
-            dctx = zstandard.ZstdDecompressor()
-        elif not self.reader.compressed:
-            dctx = None
         names = schema.NAMES if columns is None else columns
         if self.packed:
             # decompress once, as far as the furthest column asked for
@@ -773,32 +770,12 @@ def _decode(block, columns):
     return block.decode(columns, _local_dctx(block))
 
 
-def split_families(batch):
-    """A batch as batches of one address family each (see Block.decode_families); a
-    batch with no ipv6 column is one already."""
-    if "ipv6" not in batch:
-        return [batch]
-    v6 = batch["ipv6"]
-    if v6.all():
-        return [batch]
-    rows = None if not v6.any() else ~v6
-    four = {}
-    for k, v in batch.items():
-        if k == "ipv6":
-            continue
-        if k in schema.IP_COLUMNS and v.ndim == 2:
-            four[k] = (v[:, 1] if rows is None else v[rows, 1]).astype(np.uint32)
-        else:
-            four[k] = v if rows is None else v[rows]
-    return [four] if rows is None else [four, {k: v[v6] for k, v in batch.items()}]
-
-
 def families_work(columns):
     """A decode_all work function giving each block's split_families batches."""
     def work(block, decode):
         if isinstance(block, Block):
             return block.decode_families(columns, _local_dctx(block))
-        return split_families(decode(columns))
+        return schema.split_families(decode(columns))
     return work
 
 

@@ -142,3 +142,24 @@ def record_bytes(v6):
     """Bytes one decoded record occupies in a batch."""
     total = sum(dt.itemsize for dt in COLUMNS.values() if dt is not None)
     return total + (3 * 16 + 1 if v6 else 3 * 4)
+
+
+def split_families(batch):
+    """A batch as batches of one address family each: its IPv4 records (held as
+    ::ffff:a.b.c.d) with 32-bit addresses and no ipv6 column, then its IPv6 ones. A batch
+    with no ipv6 column is one already."""
+    if "ipv6" not in batch:
+        return [batch]
+    v6 = batch["ipv6"]
+    if v6.all():
+        return [batch]
+    rows = None if not v6.any() else ~v6
+    four = {}
+    for k, v in batch.items():
+        if k == "ipv6":
+            continue
+        if k in IP_COLUMNS and v.ndim == 2:
+            four[k] = (v[:, 1] if rows is None else v[rows, 1]).astype(np.uint32)
+        else:
+            four[k] = v if rows is None else v[rows]
+    return [four] if rows is None else [four, {k: v[v6] for k, v in batch.items()}]

@@ -57,7 +57,7 @@ def test_mixed_stream_keeps_ipv4_blocks_narrow(rng):
 def test_decode_families_splits_like_split_families(rng, share, columns):
     """A block decoded straight into its IPv4 and IPv6 records (32-bit addresses for the
     former) equals the whole block decoded and then split."""
-    from flowtools.flowfile import split_families
+    from flowtools.schema import split_families
     b = random_batch(rng, 3000, v6=True)
     b["ipv6"] = rng.random(3000) < share
     for c in schema.IP_COLUMNS:     # IPv4 records hold ::ffff:a.b.c.d

@@ -54,20 +54,11 @@ class _Collector:
         self.nraw = 0
 
     def add(self, batch, column):
-        """The addresses of a batch's column (made a set once enough are gathered: a
-        set per batch had cost more than decoding the batch)."""
+        """The addresses of a column of a batch of one address family (schema.
+        split_families), made a set once enough are gathered: a set per batch had cost
+        more than decoding the batch."""
         col = batch[column]
-        if "ipv6" not in batch:
-            self.raw[False].append(col)
-        else:
-            v6 = batch["ipv6"]
-            if v6.all():
-                self.raw[True].append(col)
-            elif not v6.any():  # IPv4 records held as ::ffff:a.b.c.d
-                self.raw[False].append(col[:, 1].astype("uint32"))
-            else:
-                self.raw[False].append(col[~v6, 1].astype("uint32"))
-                self.raw[True].append(col[v6])
+        self.raw["ipv6" in batch].append(col)
         self.nraw += len(col)
         if self.nraw >= self.GATHER:
             self._gather()
@@ -112,8 +103,12 @@ class _Collector:
         return sets[0].union(*sets[1:]) if len(sets) > 1 else sets[0]
 
 
-def _columns_of(col):
-    return [col] if col else ["sip", "dip"]
+def _add(wanted, collectors, batch):
+    from ..schema import split_families
+    for part in split_families(batch):
+        for (_, col), coll in zip(wanted, collectors, strict=True):
+            for c in ([col] if col else ["sip", "dip"]):
+                coll.add(part, c)
 
 
 def _parallel(names, columns, wanted, policy):
@@ -124,12 +119,11 @@ def _parallel(names, columns, wanted, policy):
     def combine(batches):
         mine = [_Collector() for _ in wanted]
         for batch in batches:
-            for (_, col), coll in zip(wanted, mine, strict=True):
-                for c in _columns_of(col):
-                    coll.add(batch, c)
+            _add(wanted, mine, batch)
         return [coll.families() for coll in mine]
 
-    for sets in workers.scan(names, columns, policy.apply_policy, combine):
+    for sets in workers.scan(names, columns, policy.apply_policy, combine,
+                             families=policy.policy == "mix"):
         for coll, parts in zip(collectors, sets, strict=True):
             for part in parts:
                 coll.absorb(part)
@@ -179,10 +173,7 @@ def main(opts):
                 for batch in reader.batches(None if copy else columns):
                     if copy:
                         copy.write(batch)
-                    batch = policy.apply_policy(batch)
-                    for (_, col), coll in zip(wanted, collectors, strict=True):
-                        for c in _columns_of(col):
-                            coll.add(batch, c)
+                    _add(wanted, collectors, policy.apply_policy(batch))
             finally:
                 reader.close()
         if copy:
