@@ -35,6 +35,8 @@ class ArchiveWriter:
     their blocks come back (pyflow-pack and pyflow-gen); a threaded server (the
     collector) keeps to threads."""
 
+    FORK_RECORDS = 1 << 18  # fewer are encoded here: forking would cost more
+
     def __init__(self, root, config, meta=None, compression="zstd", level=DEFAULT_LEVEL,
                  buffer_records=None, block_records=DEFAULT_BLOCK_RECORDS,
                  processes=False):
@@ -47,19 +49,19 @@ class ArchiveWriter:
         self.buffer_records = buffer_records or (2_000_000 if processes else 4_000_000)
         self.block_records = block_records
         self.processes = processes and (os.cpu_count() or 1) > 1
-        self.pending = {}  # key -> list of batches
+        self.pending = []  # batches given since the last flush
         self.buffered = 0
         self.records = 0
         self.files = set()
         self.encoding = None  # _Encoding of the previous buffer, when processes
         self.ready = []  # prepared files not yet published
+        self.pool = None  # write_blocks' workers
 
     def write(self, batch):
         n = schema.nrecords(batch)
         if not n:
             return
-        for key, index in split_by_file(batch):
-            self.pending.setdefault(key, []).append((batch, index))
+        self.pending.append(batch)
         self.buffered += n
         if self.encoding is not None:
             self._collect(block=False)
@@ -71,17 +73,21 @@ class ArchiveWriter:
         self._flush(wait=True)
 
     def _jobs(self):
-        jobs = []
-        for key in sorted(self.pending):
-            hour, flowtype, sensor = key
-            if flowtype not in self.config.flowtypes:
-                raise FlowError(f"flowtype {flowtype} is not defined in the site "
-                                f"configuration {self.config.path}")
-            path = self.config.path_for(self.root, flowtype, sensor, hour)
+        """The buffered records grouped by file, as one _Job per file, in key order."""
+        pending, self.pending, self.buffered = self.pending, [], 0
+        if not pending:
+            return []
+        batch = schema.concat(pending)
+        del pending
+        keys, lens, order = group_by_file(batch)
+        if order is not None:
+            batch = schema.take(batch, order)
+        jobs, at = [], 0
+        for (hour, flowtype, sensor), n in zip(keys, lens, strict=True):
+            path = self._path(hour, flowtype, sensor)
             meta = dict(self.meta, sensor=sensor, flowtype=flowtype, hour=hour)
-            jobs.append(_Job(path, self.pending[key], meta))
-        self.pending.clear()
-        self.buffered = 0
+            jobs.append(_Job(path, batch, at, n, meta))
+            at += n
         return jobs
 
     def _flush(self, wait):
@@ -94,7 +100,7 @@ class ArchiveWriter:
                 self._collect(block=True)
             jobs = self._jobs()
             args = (self.compression, self.level, self.block_records)
-            if self.processes and len(jobs) >= 16:
+            if self.processes and sum(j.records for j in jobs) >= self.FORK_RECORDS:
                 # Encoding is bound by the interpreter, which threads cannot spread over
                 # cores: forked workers (which inherit the jobs) encode, this process
                 # reads on and writes the files.
@@ -102,8 +108,10 @@ class ArchiveWriter:
                 if wait:
                     self._collect(block=True)
                 return
-            for item in self._prepared(jobs, args):
-                self._add_ready(item)
+            encoded = _encode_jobs((jobs, args), range(len(jobs)))
+            for job, enc in zip(jobs, encoded, strict=True):
+                self._add_ready((prepare_file(job.path, job.batches, job.meta, *args,
+                                              encoded=enc), job.path, job.records))
             self._publish()
         except BaseException:
             self._abandon()
@@ -142,29 +150,152 @@ class ArchiveWriter:
             self.encoding.cancel()
             self.encoding = None
 
-    def _prepared(self, jobs, args):
-        """(prepared file, path, records) for every job, in order, encoded on threads."""
-        pool = _pool()
-        for at in range(0, len(jobs), _CHUNK):
-            futures = [pool.submit(_prepare_job, job, args) for job in jobs[at: at + _CHUNK]]
-            try:
-                for job, fut in zip(jobs[at: at + _CHUNK], futures, strict=True):
-                    yield fut.result(), job.path, job.records
-                futures = []
-            finally:
-                for fut in futures:  # not handed out: abandon the prepared ones
-                    if not fut.cancel() and fut.exception() is None:
-                        fut.result().abandon()
+    def write_blocks(self, reader, sensor=None, flowtype=None):
+        """Store every block of a pyflow FlowReader, with sensor and/or flowtype put in
+        place of the records' own when given.
+
+        This process only reads the blocks' bytes: worker processes, forked before any
+        records are decoded here (so that no page is shared copy-on-write), decode runs of
+        blocks, group their records by file and encode them, and this process writes the
+        files of each run in turn."""
+        self.flush()
+        pool = self._pool()
+        args = (self.compression, self.level, self.block_records, sensor, flowtype)
+        inflight = deque()
+        try:
+            for run in _block_runs(reader, _TASK_RECORDS):
+                inflight.append(pool.submit(_pack_run, args, reader.name,
+                                            reader.compressed, run))
+                if len(inflight) > self._workers:
+                    self._store_run(inflight.popleft().result())
+            while inflight:
+                self._store_run(inflight.popleft().result())
+        except BaseException:
+            for fut in inflight:
+                fut.cancel()
+            self._abandon()
+            raise
+
+    def _pool(self):
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            from .workers import default_workers
+            self._workers = default_workers()
+            self.pool = ProcessPoolExecutor(self._workers,
+                                            mp_context=multiprocessing.get_context("fork"))
+        return self.pool
+
+    def _store_run(self, files):
+        args = (self.compression, self.level, self.block_records)
+        for (hour, flowtype, sensor), encoded in files:
+            path = self._path(hour, flowtype, sensor)
+            meta = dict(self.meta, sensor=sensor, flowtype=flowtype, hour=hour)
+            self._add_ready((prepare_file(path, lambda e=encoded: _decoded(e, args[0]), meta,
+                                          *args, encoded=encoded), path, encoded[1]))
+        self._publish()  # before the next run's files, which may append to these
+
+    def _path(self, hour, flowtype, sensor):
+        if flowtype not in self.config.flowtypes:
+            raise FlowError(f"flowtype {flowtype} is not defined in the site "
+                            f"configuration {self.config.path}")
+        return self.config.path_for(self.root, flowtype, sensor, hour)
 
     def close(self):
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._stop_pool()
+
+    def abort(self):
+        """Give up: files not yet published are dropped (published ones are complete)."""
+        self._abandon()
+        self._stop_pool()
+
+    def _stop_pool(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+_TASK_RECORDS = 1 << 20
+
+
+def _block_runs(reader, records):
+    """Lists of (header, payload) of a reader's blocks, of about `records` records each."""
+    run, n = [], 0
+    for pending in reader.blocks():
+        block = pending.load()
+        run.append((block.header, block.payload))
+        n += block.n
+        if n >= records:
+            yield run
+            run, n = [], 0
+    if run:
+        yield run
+
+
+class _Source:
+    """The reader of blocks shipped to a worker, as far as decoding them needs one."""
+
+    def __init__(self, name, compressed):
+        self.name, self.compressed = name, compressed
+
+    def where(self, block):
+        return f"{self.name}: block {block.header.get('_no', '?')}"
+
+
+def _pack_run(args, name, compressed, run):
+    """On a worker: [(file key, (frames, records, blocks))] of a run of blocks, its
+    records grouped by file in key order."""
+    from .flowfile import Block, _decode
+    compression, level, block_records, sensor, flowtype = args
+    source = _Source(name, compressed)
+    batch = schema.concat([_decode(Block(source, h, p), None) for h, p in run])
+    batch = override(batch, sensor, flowtype)
+    keys, lens, order = group_by_file(batch)
+    if order is not None:
+        batch = schema.take(batch, order)
+    jobs, at = [], 0
+    for n in lens:
+        jobs.append(_Job(None, batch, at, n, None))
+        at += n
+    encoded = _encode_jobs((jobs, (compression, level, block_records)), range(len(jobs)))
+    return list(zip(keys, encoded, strict=True))
+
+
+def override(batch, sensor=None, flowtype=None):
+    """The batch with every record's sensor and/or flowtype replaced, when given."""
+    if sensor is None and flowtype is None:
+        return batch
+    batch = dict(batch)
+    n = schema.nrecords(batch)
+    if sensor is not None:
+        batch["sensor"] = np.full(n, sensor, np.uint16)
+    if flowtype is not None:
+        batch["flowtype"] = np.full(n, flowtype, np.uint8)
+    return batch
+
+
+def _decoded(encoded, compression):
+    """The batches of block frames a worker encoded (for a file whose compression
+    differs from them, where the frames cannot be copied)."""
+    import io as _io
+
+    from .flowfile import FlowReader
+    frames, records, blocks = encoded
+    data = container.header_bytes({"kind": "flow", "compression": compression,
+                                   "schema": list(schema.NAMES)}) + frames + \
+        container.frame_bytes(container.END, {"records": records, "blocks": blocks})
+    return list(FlowReader(_io.BytesIO(data), "<encoded>", threads=1))
 
 
 class _Encoding:
     """A buffer's jobs encoded on forked worker processes, runs of files at a time; the
     results are taken in order, as they are ready."""
 
-    RUN = 8
+    RUN_RECORDS = 1 << 18
 
     def __init__(self, jobs, args):
         import multiprocessing
@@ -175,8 +306,15 @@ class _Encoding:
         workers.set_job(_encode_jobs, (jobs, args))  # inherited by the workers at fork
         self.pool = ProcessPoolExecutor(workers.default_workers(),
                                         mp_context=multiprocessing.get_context("fork"))
-        runs = [list(range(i, min(i + self.RUN, len(jobs))))
-                for i in range(0, len(jobs), self.RUN)]
+        runs, run, size = [], [], 0
+        for i, job in enumerate(jobs):
+            run.append(i)
+            size += job.records
+            if size >= self.RUN_RECORDS:
+                runs.append(run)
+                run, size = [], 0
+        if run:
+            runs.append(run)
         self.futures = deque((run, self.pool.submit(workers.run_job, run)) for run in runs)
 
     @property
@@ -202,61 +340,69 @@ class _Encoding:
 
 
 class _Job:
-    """The records of one file in a flush: (batch, index) parts, joined when needed."""
+    """The records of one file in a flush: a slice of the flush's grouped batch."""
 
-    def __init__(self, path, parts, meta):
-        self.path, self.parts, self.meta = path, parts, meta
-        self.records = sum(schema.nrecords(b) if index is None else len(index)
-                           for b, index in parts)
+    def __init__(self, path, batch, start, records, meta):
+        self.path, self.batch, self.start, self.records, self.meta = \
+            path, batch, start, records, meta
 
     def batches(self):
-        return [schema.concat([b if index is None else schema.take(b, index)
-                               for b, index in self.parts])]
+        return [schema.take(self.batch, slice(self.start, self.start + self.records))]
 
 
-def _prepare_job(job, args):
-    return prepare_file(job.path, job.batches, job.meta, *args)
+def _encode_jobs(arg, run):
+    """(block frames, records, blocks) of each job of the run (a worker's share).
 
-
-def _encode_jobs(job, run):
-    """On a worker: (block frames, records, blocks) of each job of the run."""
+    Files of up to a block are encoded together (segments.encode_segments: hourly files
+    are small, and one block each), larger ones by a FlowWriter of their own."""
     import io as _io
-    jobs, (compression, level, block_records) = job
-    out = []
+
+    from .flowfile import _compressor
+    from .segments import encode_segments
+    jobs, (compression, level, block_records) = arg
+    run = list(run)
+    out = {}
+    small = [i for i in run if jobs[i].records <= block_records]
+    cctx = _compressor(level) if compression == "zstd" else None
+    while small:
+        # consecutive jobs are consecutive slices of the grouped batch
+        k = 1
+        while k < len(small) and small[k] == small[k - 1] + 1:
+            k += 1
+        group, small = small[:k], small[k:]
+        first, last = jobs[group[0]], jobs[group[-1]]
+        part = schema.take(first.batch, slice(first.start, last.start + last.records))
+        blocks = encode_segments(part, [jobs[i].records for i in group], cctx)
+        for i, (header, payload) in zip(group, blocks, strict=True):
+            out[i] = (container.frame_bytes(container.BLOCK, header) + payload,
+                      jobs[i].records, 1)
     for i in run:
+        if i in out:
+            continue
         w = FlowWriter(_io.BytesIO(), compression=compression, level=level,
                        block_records=block_records, header=False, parallel=False)
         for b in jobs[i].batches():
             w.write(b)
         w.flush()
-        out.append((w.f.getvalue(), w.records, w.blocks))
-    return out
+        out[i] = (w.f.getvalue(), w.records, w.blocks)
+    return [out[i] for i in run]
 
 
-_POOL = []
 _CHUNK = 256
 
 
-def _pool():
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)),
-                                        thread_name_prefix="pyflow-pack"))
-    return _POOL[0]
-
-
-def split_by_file(batch):
-    """Yield ((hour_ms, flowtype, sensor), index) where index selects, in input order, the
-    records of that file (None: all of them)."""
+def group_by_file(batch):
+    """(keys, lengths, order) that group a batch's records by file: taken in order (None:
+    as they are), the records are runs of lengths[i] records of file keys[i] =
+    (hour_ms, flowtype, sensor), in key order, each in input order."""
     hour = batch["stime"] // HOUR_MS
     ft, sensor = batch["flowtype"], batch["sensor"]
     lo = [int(_MIN(c)) for c in (hour, ft, sensor)]
     span = [int(_MAX(c)) - m + 1 for c, m in zip((hour, ft, sensor), lo, strict=True)]
     if span == [1, 1, 1]:
-        yield (lo[0] * HOUR_MS, lo[1], lo[2]), None
-        return
-    # Number the (hour, flowtype, sensor) cells densely; a batch spans few of them, so the
-    # numbers usually fit 16 bits, which numpy's stable sort orders by radix.
+        return [(lo[0] * HOUR_MS, lo[1], lo[2])], [len(hour)], None
+    # Number the (hour, flowtype, sensor) cells densely; a flush spans few of them, so
+    # the numbers usually fit 16 bits, which numpy's stable sort orders by radix.
     cell = (hour - lo[0]) * (span[1] * span[2])
     cell += (ft.astype(np.int64) - lo[1]) * span[2]
     cell += sensor.astype(np.int64) - lo[2]
@@ -264,14 +410,12 @@ def split_by_file(batch):
         cell = cell.astype(np.uint16)
     order = np.argsort(cell, kind="stable")
     scell = cell[order]
-    cuts = np.flatnonzero(scell[1:] != scell[:-1]) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(scell)]))
+    starts = np.flatnonzero(np.concatenate(([True], scell[1:] != scell[:-1])))
+    lens = np.diff(np.append(starts, len(scell))).tolist()
     per_hour, per_ft = span[1] * span[2], span[2]
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        c = int(scell[a])
-        yield ((lo[0] + c // per_hour) * HOUR_MS, lo[1] + c % per_hour // per_ft,
-               lo[2] + c % per_ft), order[a:b]
+    keys = [((lo[0] + c // per_hour) * HOUR_MS, lo[1] + c % per_hour // per_ft,
+             lo[2] + c % per_ft) for c in scell[starts].tolist()]
+    return keys, lens, order
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce

@@ -52,9 +52,10 @@ def test_split_into_hourly_files(rng, tmp_path):
     assert any("inweb/" in f and "/iw-S3_" in f for f in files)
 
 
-def test_files_encoded_on_workers_while_reading_on(rng, tmp_path):
+def test_files_encoded_on_workers_while_reading_on(rng, tmp_path, monkeypatch):
     """With processes, buffers are encoded by workers while the next fills: many flushes,
     files appended to across them, every record in its file in input order."""
+    monkeypatch.setattr(archive.ArchiveWriter, "FORK_RECORDS", 0)
     b = random_batch(rng, 12000, v6=True)
     b["stime"] = b["stime"] + rng.integers(0, 4, 12000) * archive.HOUR_MS
     b["flowtype"] = rng.choice([0, 1, 2, 3], 12000).astype(np.uint8)
@@ -71,6 +72,97 @@ def test_files_encoded_on_workers_while_reading_on(rng, tmp_path):
         mask = (b["flowtype"] == ft) & (b["sensor"] == sensor) & \
             (b["stime"] // archive.HOUR_MS * archive.HOUR_MS == hour)
         assert_batches_equal(schema.take(b, mask), read_file(path))
+
+
+def _stream(tmp_path, batches, name="in.pf", compression="zstd"):
+    from flowtools.flowfile import FlowWriter
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        w = FlowWriter(f, {}, compression, block_records=700)
+        for b in batches:
+            w.write(b)
+        w.close()
+    return path
+
+
+def _mixed(rng, n, v6):
+    b = random_batch(rng, n, v6=v6)
+    b["stime"] = np.sort(b["stime"] + rng.integers(0, 3, n) * archive.HOUR_MS)
+    b["flowtype"] = rng.choice([0, 1, 2], n).astype(np.uint8)
+    b["sensor"] = rng.choice([0, 3], n).astype(np.uint16)
+    return b
+
+
+def test_write_blocks_stores_a_stream_as_write_does(rng, tmp_path, monkeypatch):
+    """Blocks handed to workers undecoded (runs of a few blocks here) give every file the
+    records, in input order, that decoded batches give it; IPv4 and IPv6 blocks mixed."""
+    monkeypatch.setattr(archive, "_TASK_RECORDS", 1500)
+    batches = [_mixed(rng, 3000, False), _mixed(rng, 2500, True), _mixed(rng, 800, False)]
+    path = _stream(tmp_path, batches)
+    for how in ("blocks", "batches"):
+        w = archive.ArchiveWriter(str(tmp_path / how), CONFIG, {}, processes=True)
+        with open(path, "rb") as f:
+            r = FlowReader(f, path)
+            if how == "blocks":
+                w.write_blocks(r, sensor=None, flowtype=None)
+            else:
+                for b in r:
+                    w.write(b)
+        w.close()
+        assert w.records == 6300
+    files = all_files(tmp_path / "blocks")
+    assert [os.path.relpath(f, tmp_path / "blocks") for f in files] == \
+        [os.path.relpath(f, tmp_path / "batches") for f in all_files(tmp_path / "batches")]
+    for f in files:
+        want = read_file(f.replace("/blocks/", "/batches/"))
+        assert_batches_equal(schema.to_v6(read_file(f)), schema.to_v6(want))
+    # with the sensor and flowtype given
+    w = archive.ArchiveWriter(str(tmp_path / "fixed"), CONFIG, {}, processes=True)
+    with open(path, "rb") as f:
+        w.write_blocks(FlowReader(f, path), sensor=4, flowtype=1)
+    w.close()
+    fixed = all_files(tmp_path / "fixed")
+    assert len(fixed) == 3 and all("-S4_" in f for f in fixed)
+    assert sum(len(read_file(f)["stime"]) for f in fixed) == 6300
+
+
+def test_write_blocks_appends_to_a_file_of_other_compression(rng, tmp_path):
+    b = _mixed(rng, 2000, True)
+    w = archive.ArchiveWriter(str(tmp_path / "a"), CONFIG, {}, compression="none")
+    w.write(b)
+    w.close()
+    path = _stream(tmp_path, [b])
+    w = archive.ArchiveWriter(str(tmp_path / "a"), CONFIG, {}, processes=True)
+    with open(path, "rb") as f:
+        w.write_blocks(FlowReader(f, path))
+    w.close()
+    for f in all_files(tmp_path / "a"):
+        with open(f, "rb") as fh:
+            assert FlowReader(fh, f).meta["compression"] == "none"
+        got = read_file(f)
+        half = len(got["stime"]) // 2
+        assert_batches_equal(schema.take(got, slice(0, half)),
+                             schema.take(got, slice(half, None)))
+    assert sum(len(read_file(f)["stime"]) for f in all_files(tmp_path / "a")) == 4000
+
+
+def test_write_blocks_reports_a_corrupt_block(rng, tmp_path, monkeypatch):
+    """A flipped byte in the input: the error names the file and block, and no file of
+    the run that held it appears, whole or torn."""
+    import pytest
+
+    from flowtools.errors import FlowError
+    monkeypatch.setattr(archive, "_TASK_RECORDS", 10**6)
+    path = _stream(tmp_path, [_mixed(rng, 3000, False)])
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    w = archive.ArchiveWriter(str(tmp_path / "a"), CONFIG, {}, processes=True)
+    with pytest.raises(FlowError, match=r"in\.pf: .*block"):
+        with open(path, "rb") as f:
+            w.write_blocks(FlowReader(f, path))
+    w.abort()
+    assert all_files(tmp_path / "a", temps=True) == []
 
 
 def test_append_adds_segments(rng, tmp_path):
@@ -150,7 +242,7 @@ def test_killed_writer_never_leaves_a_torn_file(tmp_path):
 @given(st.lists(st.tuples(st.integers(0, 400 * archive.HOUR_MS), st.integers(0, 255),
                           st.integers(0, 65535)), min_size=1, max_size=200),
        st.booleans())
-def test_split_by_file_groups_records_by_hour_flowtype_sensor(rows, narrow):
+def test_group_by_file_groups_records_by_hour_flowtype_sensor(rows, narrow):
     """Every record goes to exactly its (hour, flowtype, sensor) file, in input order."""
     if narrow:  # few cells: the 16-bit radix path
         rows = [(t % (3 * archive.HOUR_MS), f % 4, s % 5) for t, f, s in rows]
@@ -160,8 +252,10 @@ def test_split_by_file_groups_records_by_hour_flowtype_sensor(rows, narrow):
     want = {}
     for i, (t, f, s) in enumerate(rows):
         want.setdefault((t // archive.HOUR_MS * archive.HOUR_MS, f, s), []).append(i)
-    got = {}
-    for key, index in archive.split_by_file(batch):
-        assert key not in got
-        got[key] = list(range(len(rows))) if index is None else index.tolist()
+    keys, lens, order = archive.group_by_file(batch)
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    order = np.arange(len(rows)) if order is None else order
+    ends = np.cumsum(lens)
+    got = {key: order[end - n: end].tolist()
+           for key, n, end in zip(keys, lens, ends, strict=True)}
     assert got == want

@@ -33,12 +33,10 @@ TOOL = Tool(
 def main(opts):
     import sys
 
-    import numpy as np
-
     from .. import cli, io
-    from ..archive import ArchiveWriter
+    from ..archive import ArchiveWriter, override
     from ..errors import FlowError
-    from ..flowfile import DEFAULT_LEVEL
+    from ..flowfile import DEFAULT_LEVEL, FlowReader
 
     root = cli.data_rootdir(opts)
     config = cli.site_config(opts)
@@ -55,22 +53,23 @@ def main(opts):
     method, level = cli.compression(opts)
     names = io.input_names(opts.inputs, opts.xargs)
     writer = None
-    for name in names:
-        reader = io.open_flows(name)
-        if writer is None:
-            writer = ArchiveWriter(root, config, cli.output_meta(opts, [reader.meta]),
-                                   method, level or DEFAULT_LEVEL, processes=True)
-        for batch in reader:
-            if sensor is not None or flowtype is not None:
-                batch = dict(batch)
-                n = len(batch["stime"])
-                if sensor is not None:
-                    batch["sensor"] = np.full(n, sensor, np.uint16)
-                if flowtype is not None:
-                    batch["flowtype"] = np.full(n, flowtype, np.uint8)
-            writer.write(batch)
-    if writer is not None:
-        writer.close()
-        if opts.print_statistics:
-            sys.stderr.write(f"{opts.tool_name}: {writer.records} records into "
-                             f"{len(writer.files)} files under {root}\n")
+    try:
+        for name in names:
+            reader = io.open_flows(name)
+            if writer is None:
+                writer = ArchiveWriter(root, config, cli.output_meta(opts, [reader.meta]),
+                                       method, level or DEFAULT_LEVEL, processes=True)
+            if isinstance(reader, FlowReader):
+                writer.write_blocks(reader, sensor, flowtype)
+                continue
+            for batch in reader:
+                writer.write(override(batch, sensor, flowtype))
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None and opts.print_statistics:
+        sys.stderr.write(f"{opts.tool_name}: {writer.records} records into "
+                         f"{len(writer.files)} files under {root}\n")
