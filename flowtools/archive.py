@@ -183,7 +183,8 @@ class ArchiveWriter:
 
             from .workers import default_workers
             self._workers = default_workers()
-            self.pool = ProcessPoolExecutor(self._workers,
+            from .heap import keep_freed
+            self.pool = ProcessPoolExecutor(self._workers, initializer=keep_freed,
                                             mp_context=multiprocessing.get_context("fork"))
         return self.pool
 
@@ -252,17 +253,45 @@ def _pack_run(args, name, compressed, run):
     from .flowfile import Block, _decode
     compression, level, block_records, sensor, flowtype = args
     source = _Source(name, compressed)
-    batch = schema.concat([_decode(Block(source, h, p), None) for h, p in run])
-    batch = override(batch, sensor, flowtype)
-    keys, lens, order = group_by_file(batch)
-    if order is not None:
-        batch = schema.take(batch, order)
+    batches = [override(_decode(Block(source, h, p), None), sensor, flowtype)
+               for h, p in run]
+    if any(schema.is_v6(b) for b in batches):
+        batches = [schema.to_v6(b) for b in batches]
+    keys, lens, order = group_by_file(
+        {k: np.concatenate([b[k] for b in batches]) for k in ("stime", "flowtype", "sensor")})
+    batch = schema.concat(batches) if order is None else _grouped(batches, order)
+    del batches
     jobs, at = [], 0
     for n in lens:
         jobs.append(_Job(None, batch, at, n, None))
         at += n
     encoded = _encode_jobs((jobs, (compression, level, block_records)), range(len(jobs)))
     return list(zip(keys, encoded, strict=True))
+
+
+def _grouped(batches, order):
+    """The records of batches, one after the other, taken in order: each batch's columns
+    put straight into their places (no joined copy to take them from)."""
+    n = len(order)
+    dest = np.empty(n, np.intp)
+    dest[order] = np.arange(n, dtype=np.intp)
+    out = {}
+    for name, first in batches[0].items():
+        if all(b[name].strides[:1] == (0,) for b in batches) and \
+                len({b[name][0] for b in batches}) == 1:
+            out[name] = np.broadcast_to(first[:1], (n,))  # a constant stays one value
+            continue
+        col = np.empty((n,) + first.shape[1:], first.dtype)
+        flat = col.view(np.complex128)[:, 0] if col.ndim == 2 else col
+        at = 0
+        for b in batches:
+            part = b[name]
+            if part.ndim == 2:
+                part = np.ascontiguousarray(part).view(np.complex128)[:, 0]
+            flat[dest[at: at + len(part)]] = part
+            at += len(part)
+        out[name] = col
+    return out
 
 
 def override(batch, sensor=None, flowtype=None):

@@ -82,6 +82,10 @@ class _Encoded:
         # offsets from the segment's minimum, in the column's own width (int64 modulo
         # 2**64 as encode_int's astype takes it)
         owned = bool(lo.any())
+        if const.all():
+            self.w, self.base, self.enc, self.shuffle, self.planes = \
+                w.tolist(), lo.tolist(), ["c"] * len(w), shuffle, {}
+            return
         off = col - segs.per_record(lo) if owned else col
         if off.dtype.kind == "i":
             off = off.view(_UINT[off.dtype.itemsize])
@@ -266,8 +270,13 @@ def _stats(batch, segs, columns):
     return out
 
 
-def _rank(name):
-    return _PACKED_RANK.get(name.split(".")[0].split("#")[0], _RANK)
+def _order(names, cache={}):  # noqa: B006  (a cache shared by every call)
+    """encode_block's packed order of a block's columns, by their names."""
+    order = cache.get(names)
+    if order is None:
+        ranks = [_PACKED_RANK.get(n.split(".")[0].split("#")[0], _RANK) for n in names]
+        order = cache[names] = sorted(range(len(names)), key=ranks.__getitem__)
+    return order
 
 
 def _encode_run(batch, segs, cctx):
@@ -310,7 +319,7 @@ def _encode_run(batch, segs, cctx):
 
 def _pack(cols, datas, n, v6, stats, cctx):
     """encode_block's packed frame of one block's encoded columns."""
-    order = sorted(range(len(cols)), key=lambda i: _rank(cols[i][0]))
+    order = _order(tuple(c[0] for c in cols))
     cols = [cols[i] for i in order]
     sizes = [c[5] for c in cols]
     comp = cctx.compressobj(size=sum(sizes))
