@@ -250,23 +250,55 @@ class _Source:
 def _pack_run(args, name, compressed, run):
     """On a worker: [(file key, (frames, records, blocks))] of a run of blocks, its
     records grouped by file in key order."""
-    from .flowfile import Block, _decode
+    from .flowfile import Block, _decode, _local_dctx
     compression, level, block_records, sensor, flowtype = args
     source = _Source(name, compressed)
-    batches = [override(_decode(Block(source, h, p), None), sensor, flowtype)
-               for h, p in run]
+    blocks = [Block(source, h, p) for h, p in run]
+    del run
+    if any(b.v6 for b in blocks):
+        # IPv6 runs are re-encoded from the addresses as stored (segments.Split)
+        parts = [b.decode_split(_local_dctx(b)) for b in blocks]
+        if all(p is not None for p in parts):
+            return _pack_split([override(p, sensor, flowtype) for p in parts],
+                               (compression, level, block_records))
+    batches = [override(_decode(b, None), sensor, flowtype) for b in blocks]
     if any(schema.is_v6(b) for b in batches):
         batches = [schema.to_v6(b) for b in batches]
-    keys, lens, order = group_by_file(
-        {k: np.concatenate([b[k] for b in batches]) for k in ("stime", "flowtype", "sensor")})
+    keys, lens, order = _file_order(batches)
     batch = schema.concat(batches) if order is None else _grouped(batches, order)
     del batches
+    return _encode_files(batch, keys, lens, (compression, level, block_records))
+
+
+def _pack_split(parts, args):
+    from .segments import Split
+    keys, lens, order = _file_order(parts)
+    halves = [n + h for n in schema.IP_COLUMNS for h in (".hi", ".lo")]
+    rows = [{k: v for k, v in p.items() if k not in halves} for p in parts]
+    cols = schema.concat(rows) if order is None else _grouped(rows, order)
+    if order is not None:
+        # the IPv6 records' halves, in their records' new order
+        ipv6 = np.concatenate([p["ipv6"] for p in parts])
+        rank = np.cumsum(ipv6, dtype=np.intp)
+        rank -= 1
+        six = rank[order[cols["ipv6"]]]
+    for k in halves:
+        col = np.concatenate([p[k] for p in parts])
+        cols[k] = col if order is None else col[six]
+    return _encode_files(Split(cols), keys, lens, args)
+
+
+def _file_order(batches):
+    return group_by_file({k: np.concatenate([b[k] for b in batches])
+                          for k in ("stime", "flowtype", "sensor")})
+
+
+def _encode_files(batch, keys, lens, args):
     jobs, at = [], 0
     for n in lens:
         jobs.append(_Job(None, batch, at, n, None))
         at += n
-    encoded = _encode_jobs((jobs, (compression, level, block_records)), range(len(jobs)))
-    return list(zip(keys, encoded, strict=True))
+    return list(zip(keys, _encode_jobs((jobs, args), range(len(jobs))), strict=True))
 
 
 def _grouped(batches, order):
@@ -376,7 +408,16 @@ class _Job:
             path, batch, start, records, meta
 
     def batches(self):
-        return [schema.take(self.batch, slice(self.start, self.start + self.records))]
+        return [_joined(_part(self.batch, self.start, self.start + self.records))]
+
+
+def _part(batch, a, b):
+    """Records a to b of a batch or a segments.Split."""
+    return schema.take(batch, slice(a, b)) if isinstance(batch, dict) else batch.slice(a, b)
+
+
+def _joined(batch):
+    return batch if isinstance(batch, dict) else batch.joined()
 
 
 def _encode_jobs(arg, run):
@@ -400,7 +441,7 @@ def _encode_jobs(arg, run):
             k += 1
         group, small = small[:k], small[k:]
         first, last = jobs[group[0]], jobs[group[-1]]
-        part = schema.take(first.batch, slice(first.start, last.start + last.records))
+        part = _part(first.batch, first.start, last.start + last.records)
         blocks = encode_segments(part, [jobs[i].records for i in group], cctx)
         for i, (header, payload) in zip(group, blocks, strict=True):
             out[i] = (container.frame_bytes(container.BLOCK, header) + payload,

@@ -465,6 +465,35 @@ class Block:
             return schema.split_families(self.decode(columns, dctx))
         return self._guarded(self._decode_families, columns, dctx)
 
+    def decode_split(self, dctx=None):
+        """The block's records as segments.Split columns, for re-encoding: each address
+        column as its 32-bit NAME.v4 values and the IPv6 records' NAME.hi and NAME.lo
+        (an IPv4 block's addresses are all .v4), with ipv6 always; None for an IPv6 block
+        that keeps 128-bit address columns."""
+        if self.v6 and not all(self._has_v4(n) for n in schema.IP_COLUMNS):
+            return None
+        return self._guarded(self._decode_split, None, dctx)
+
+    def _decode_split(self, columns, dctx):
+        if self.packed and self.avail < self.header["z"]:
+            self._unpack(dctx, self.header["z"])
+        if self.v6:
+            ipv6 = self._col("ipv6", _U[1], dctx).view(bool)
+            n6 = int(np.count_nonzero(ipv6))
+        else:
+            ipv6, n6 = np.zeros(self.n, bool), 0
+        out = {}
+        for name in schema.NAMES:
+            if name not in schema.IP_COLUMNS:
+                out[name] = self._col(name, schema.COLUMNS[name], dctx)
+                continue
+            out[name + ".v4"] = self._col(name + ".v4" if self.v6 else name, _U[4], dctx)
+            for half in (".hi", ".lo"):
+                out[name + half] = self._col(name + half, _U[8], dctx, n6) if n6 else \
+                    np.zeros(0, _U[8])
+        out["ipv6"] = ipv6
+        return out
+
     def _has_v4(self, name):
         entry = self.index.get(name + ".v4")
         return entry is not None and entry[0][7] == self.n

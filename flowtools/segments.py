@@ -203,22 +203,98 @@ def _dictionaries(vals, segs):
     return index, counts, uniq
 
 
-def _address_parts(name, col, ipv6, segs):
-    """[_Column] of an IPv6 batch's address column as flowfile._ip_parts splits it, for
-    segments that are all canonical: NAME.v4 for every record, NAME.hi/.lo for the IPv6
-    ones of the segments that have any; and per segment whether it has .hi/.lo."""
-    hi, lo = col[:, 0], col[:, 1]
-    v4 = lo.astype(np.uint32)
-    v4[ipv6] = 0
-    out = [_Column(name + ".v4", v4, segs)]
-    n6 = np.add.reduceat(ipv6, segs.starts, dtype=np.int64)
+class Split:
+    """An IPv6 batch with its addresses as flowfile stores them: for each address column
+    NAME, NAME.v4 holds every record's 32-bit value (0 for IPv6 records) and NAME.hi and
+    NAME.lo the IPv6 records' halves only; the other columns, ipv6 among them, are as in
+    a batch. pyflow-pack's workers decode blocks to this form and encode from it, rather
+    than building 128-bit columns only to take them apart again."""
+
+    def __init__(self, cols):
+        self.cols = cols
+        self.n = len(cols["stime"])
+        self._six = None
+
+    @classmethod
+    def of(cls, batch):
+        """The split form of an IPv6 batch whose IPv4 records are all ::ffff:a.b.c.d."""
+        ipv6 = batch["ipv6"]
+        cols = {k: v for k, v in batch.items() if k not in schema.IP_COLUMNS}
+        for name in schema.IP_COLUMNS:
+            hi, lo = batch[name][:, 0], batch[name][:, 1]
+            v4 = lo.astype(np.uint32)
+            v4[ipv6] = 0
+            cols[name + ".v4"], cols[name + ".hi"], cols[name + ".lo"] = v4, hi[ipv6], lo[ipv6]
+        return cls(cols)
+
+    def sixes(self):
+        """IPv6 records before each record (and in all, last)."""
+        if self._six is None:
+            self._six = np.zeros(self.n + 1, np.int64)
+            np.cumsum(self.cols["ipv6"], out=self._six[1:])
+        return self._six
+
+    def slice(self, a, b):
+        c, d = self.sixes()[[a, b]].tolist()
+        return Split({k: v[c: d] if k.endswith((".hi", ".lo")) else v[a: b]
+                      for k, v in self.cols.items()})
+
+    def joined(self):
+        """The records as an ordinary IPv6 batch."""
+        cols, ipv6 = self.cols, self.cols["ipv6"]
+        batch = {}
+        for name in schema.NAMES:
+            if name not in schema.IP_COLUMNS:
+                batch[name] = cols[name]
+                continue
+            col = np.empty((self.n, 2), _U64)
+            col[:, 0] = 0
+            np.bitwise_or(cols[name + ".v4"], schema.V4_MAPPED_LO, out=col[:, 1], dtype=_U64)
+            col[ipv6, 0] = cols[name + ".hi"]
+            col[ipv6, 1] = cols[name + ".lo"]
+            batch[name] = col
+        batch["ipv6"] = ipv6
+        return batch
+
+
+def _address_parts(name, split, segs, n6):
+    """[_Column] of an address column as flowfile._ip_parts splits it: NAME.v4 for every
+    record, and the .hi/.lo pair of the IPv6 records of the segments that have any, with
+    the pair's number of each segment (-1 for none)."""
+    cols = split.cols
+    out = [_Column(name + ".v4", cols[name + ".v4"], segs)]
     if n6.any():
         six = _Segs(n6[n6 > 0])
         at = np.full(len(n6), -1, np.int64)
         at[n6 > 0] = np.arange(len(six.lens))
-        out.append((_Column(name + ".hi", hi[ipv6], six), _Column(name + ".lo", lo[ipv6], six),
-                    at.tolist()))
+        out.append((_Column(name + ".hi", cols[name + ".hi"], six),
+                    _Column(name + ".lo", cols[name + ".lo"], six), at.tolist()))
     return out
+
+
+def _address_stats(name, split, segs, n6):
+    """flowfile._stats' [[hi, lo] lowest, [hi, lo] highest] address of each segment."""
+    cols = split.cols
+    ipv6, v4 = cols["ipv6"], cols[name + ".v4"]
+    n4 = (segs.lens - n6).tolist()
+    m4 = np.minimum.reduceat(np.where(ipv6, np.uint32(0xFFFFFFFF), v4), segs.starts)
+    x4 = np.maximum.reduceat(np.where(ipv6, np.uint32(0), v4), segs.starts)
+    mapped = int(schema.V4_MAPPED_LO)
+    lows = [[(0, mapped | m)] if k else [] for m, k in zip(m4.tolist(), n4, strict=True)]
+    highs = [[(0, mapped | m)] if k else [] for m, k in zip(x4.tolist(), n4, strict=True)]
+    if n6.any():
+        hi, lo = cols[name + ".hi"], cols[name + ".lo"]
+        six = _Segs(n6[n6 > 0])
+        a = np.minimum.reduceat(hi, six.starts)
+        b = np.maximum.reduceat(hi, six.starts)
+        la = np.minimum.reduceat(np.where(hi == six.per_record(a), lo, _U64(2**64 - 1)),
+                                 six.starts)
+        lb = np.maximum.reduceat(np.where(hi == six.per_record(b), lo, _U64(0)), six.starts)
+        for k, x, y, u, v in zip(np.flatnonzero(n6).tolist(), a.tolist(), la.tolist(),
+                                 b.tolist(), lb.tolist(), strict=True):
+            lows[k].append((x, y))
+            highs[k].append((u, v))
+    return [[list(min(lo)), list(max(hi))] for lo, hi in zip(lows, highs, strict=True)]
 
 
 def _all_canonical(batch):
@@ -230,8 +306,8 @@ def _all_canonical(batch):
     return ok
 
 
-def _stats(batch, segs, columns):
-    """flowfile._stats of every segment."""
+def _stats(batch, segs, columns, split, n6):
+    """flowfile._stats of every segment (addresses from split in an IPv6 batch)."""
     starts = segs.starts
     out = [{} for _ in starts]
 
@@ -253,18 +329,10 @@ def _stats(batch, segs, columns):
                                          np.maximum.reduceat(et, starts).tolist(),
                                          strict=True)])
     for name in ("sip", "dip"):
-        col = batch[name]
-        if col.ndim == 1:
+        if split is None:
             put(name, [list(p) for p in zip(*lohi(name), strict=True)])
-            continue
-        hi, lo = col[:, 0], col[:, 1]
-        a = np.minimum.reduceat(hi, starts)
-        b = np.maximum.reduceat(hi, starts)
-        la = np.minimum.reduceat(np.where(hi == segs.per_record(a), lo, _U64(2**64 - 1)),
-                                 starts)
-        lb = np.maximum.reduceat(np.where(hi == segs.per_record(b), lo, _U64(0)), starts)
-        put(name, [[[x, y], [u, v]] for x, y, u, v in
-                   zip(a.tolist(), la.tolist(), b.tolist(), lb.tolist(), strict=True)])
+        else:
+            put(name, _address_stats(name, split, segs, n6))
     for name in ("sport", "dport", "protocol"):
         put(name, [list(p) for p in zip(*lohi(name), strict=True)])
     return out
@@ -280,27 +348,29 @@ def _order(names, cache={}):  # noqa: B006  (a cache shared by every call)
 
 
 def _encode_run(batch, segs, cctx):
-    """[(header, payload)] of each segment of a batch whose segments are all small and,
-    in an IPv6 batch, canonical."""
-    v6 = schema.is_v6(batch)
-    ipv6 = batch["ipv6"] if v6 else None
-    per_name = []  # (name, [_Column] or address parts)
+    """[(header, payload)] of each segment of a batch (or Split) whose segments are all
+    small and, in an IPv6 batch, canonical."""
+    split = batch if isinstance(batch, Split) else \
+        Split.of(batch) if schema.is_v6(batch) else None
+    cols = batch if split is None else split.cols
+    v6 = split is not None
+    n6 = np.add.reduceat(cols["ipv6"], segs.starts, dtype=np.int64) if v6 else None
+    per_name = []  # [_Column or (.hi, .lo, numbers)] of each column, in schema order
     plain = {}
     for name in schema.NAMES:
-        col = batch[name]
         if v6 and name in schema.IP_COLUMNS:
-            per_name.append(_address_parts(name, col, ipv6, segs))
+            per_name.append(_address_parts(name, split, segs, n6))
         else:
-            c = _Column(name, col, segs)
+            c = _Column(name, cols[name], segs)
             plain[name] = c
             per_name.append([c])
     if v6:
-        per_name.append([_Column("ipv6", ipv6.view(np.uint8), segs)])
-    stats = _stats(batch, segs, plain)
+        per_name.append([_Column("ipv6", cols["ipv6"].view(np.uint8), segs)])
+    stats = _stats(cols, segs, plain, split, n6)
     out = []
     for k in range(len(segs.lens)):
         n = segs.bounds[k + 1] - segs.bounds[k]
-        cols, datas = [], []
+        descs, datas = [], []
         for columns in per_name:
             for c in columns:
                 if isinstance(c, tuple):  # the .hi/.lo pair of the segment's IPv6 records
@@ -311,9 +381,9 @@ def _encode_run(batch, segs, cctx):
                 else:
                     parts = c.parts(k)
                 for desc, data in parts:
-                    cols.append(desc)
+                    descs.append(desc)
                     datas.append(data)
-        out.append(_pack(cols, datas, n, v6, stats[k], cctx))
+        out.append(_pack(descs, datas, n, v6, stats[k], cctx))
     return out
 
 
@@ -347,34 +417,41 @@ def _pack(cols, datas, n, v6, stats, cctx):
 
 def encode_segments(batch, lens, cctx):
     """[(header, payload)] of the blocks that encode_block(cctx) makes of each segment of
-    batch on its own, segment k being the lens[k] records after segment k - 1's."""
+    batch (a batch, or a Split of one) on its own, segment k being the lens[k] records
+    after segment k - 1's."""
     segs = _Segs(lens)
-    if segs.n != schema.nrecords(batch):
+    split = isinstance(batch, Split)
+    if segs.n != (batch.n if split else schema.nrecords(batch)):
         raise ValueError("segment lengths do not add up to the batch")
     if not len(segs.lens):
         return []
+
+    def part(a, b):
+        return batch.slice(a, b) if split else schema.take(batch, slice(a, b))
+
+    def alone(a, b):
+        p = part(a, b)
+        return encode_block(p.joined() if split else p, cctx)
+
     # Segments encode_block would not pack (large, or with addresses it keeps 128-bit)
     # go to it one by one; runs of the others are encoded together.
-    alone = segs.lens >= PACKED_BELOW
-    if schema.is_v6(batch):
+    solo = segs.lens >= PACKED_BELOW
+    if not split and schema.is_v6(batch):
         bad = ~_all_canonical(batch)
         if bad.any():
-            alone |= np.add.reduceat(bad, segs.starts, dtype=np.int64) > 0
-    if cctx is None or alone.all():
-        return [encode_block(schema.take(batch, slice(a, b)), cctx)
-                for a, b in zip(segs.bounds, segs.bounds[1:], strict=False)]
+            solo |= np.add.reduceat(bad, segs.starts, dtype=np.int64) > 0
+    bounds = segs.bounds
+    if cctx is None or solo.all():
+        return [alone(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
     out = []
-    k, bounds = 0, segs.bounds
-    solo = alone.tolist()
+    k, solo = 0, solo.tolist()
     while k < len(solo):
         j = k
         while j < len(solo) and solo[j] == solo[k]:
             j += 1
         if solo[k]:
-            out += [encode_block(schema.take(batch, slice(bounds[i], bounds[i + 1])), cctx)
-                    for i in range(k, j)]
+            out += [alone(bounds[i], bounds[i + 1]) for i in range(k, j)]
         else:
-            part = schema.take(batch, slice(bounds[k], bounds[j]))
-            out += _encode_run(part, _Segs(segs.lens[k:j]), cctx)
+            out += _encode_run(part(bounds[k], bounds[j]), _Segs(segs.lens[k:j]), cctx)
         k = j
     return out

@@ -97,8 +97,14 @@ def test_write_blocks_stores_a_stream_as_write_does(rng, tmp_path, monkeypatch):
     """Blocks handed to workers undecoded (runs of a few blocks here) give every file the
     records, in input order, that decoded batches give it; IPv4 and IPv6 blocks mixed."""
     monkeypatch.setattr(archive, "_TASK_RECORDS", 1500)
-    batches = [_mixed(rng, 3000, False), _mixed(rng, 2500, True), _mixed(rng, 800, False)]
+    batches = [_mixed(rng, 3000, False), _mixed(rng, 2500, True), _mixed(rng, 800, False),
+               _mixed(rng, 1000, True)]
+    batches[3]["sip"][5] = [1, 2]  # an IPv4 record kept 128-bit: blocks decoded whole
+    batches[3]["ipv6"][5] = False
     path = _stream(tmp_path, batches)
+    with open(path, "rb") as f:
+        split = [p.load().decode_split() for p in FlowReader(f, path).blocks()]
+    assert any(s is None for s in split) and any(s is not None for s in split)
     for how in ("blocks", "batches"):
         w = archive.ArchiveWriter(str(tmp_path / how), CONFIG, {}, processes=True)
         with open(path, "rb") as f:
@@ -109,7 +115,7 @@ def test_write_blocks_stores_a_stream_as_write_does(rng, tmp_path, monkeypatch):
                 for b in r:
                     w.write(b)
         w.close()
-        assert w.records == 6300
+        assert w.records == 7300
     files = all_files(tmp_path / "blocks")
     assert [os.path.relpath(f, tmp_path / "blocks") for f in files] == \
         [os.path.relpath(f, tmp_path / "batches") for f in all_files(tmp_path / "batches")]
@@ -123,7 +129,7 @@ def test_write_blocks_stores_a_stream_as_write_does(rng, tmp_path, monkeypatch):
     w.close()
     fixed = all_files(tmp_path / "fixed")
     assert len(fixed) == 3 and all("-S4_" in f for f in fixed)
-    assert sum(len(read_file(f)["stime"]) for f in fixed) == 6300
+    assert sum(len(read_file(f)["stime"]) for f in fixed) == 7300
 
 
 def test_write_blocks_appends_to_a_file_of_other_compression(rng, tmp_path):

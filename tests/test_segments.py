@@ -72,6 +72,11 @@ def test_segments_encode_as_blocks_alone(seed, lens, v6, odd):
     batch = _batch(seed, sum(lens), v6, odd)
     got = segments.encode_segments(batch, lens, CCTX)
     want = _reference(batch, lens)
+    if v6 and not odd:  # the same blocks from the batch's split form
+        split = segments.Split.of(batch)
+        assert segments.encode_segments(split, lens, CCTX) == want
+        a, b = lens[0] // 2, sum(lens[:2])
+        assert_batches_equal(split.slice(a, b).joined(), schema.take(batch, slice(a, b)))
     assert len(got) == len(want)
     at = 0
     for (gh, gp), (wh, wp), n in zip(got, want, lens, strict=True):
@@ -98,6 +103,7 @@ def test_large_segments_and_no_compression_go_to_encode_block(monkeypatch):
     got = segments.encode_segments(batch, lens, CCTX)
     assert ["z" in h for h, _ in got] == [True, False, True, False, True]
     assert got == _reference(batch, lens)
+    assert segments.encode_segments(segments.Split.of(batch), lens, CCTX) == got
     plain = segments.encode_segments(batch, lens, None)
     at = 0
     for n, (h, p) in zip(lens, plain, strict=True):
