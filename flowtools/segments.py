@@ -41,7 +41,7 @@ class _Segs:
         np.cumsum(self.lens[:-1], out=self.starts[1:])
         self.n = int(self.lens.sum())
         self.bounds = self.starts.tolist() + [self.n]
-        self._keys = None
+        self._keys = self._starts = None
 
     def per_record(self, values):
         return np.repeat(values, self.lens)
@@ -52,13 +52,19 @@ class _Segs:
             return None, self
         return self.per_record(keep), _Segs(self.lens[keep])
 
+    def record_starts(self):
+        """The start of each record's segment."""
+        if self._starts is None:
+            self._starts = self.per_record(self.starts)
+        return self._starts
+
     def sort_keys(self):
         """(bits, key base) for sorting values within segments: each record's segment
         number and position within it, around 32 bits left free for its value."""
         if self._keys is None:
             pbits = max(1, int(self.lens.max()).bit_length())
             pos = np.arange(self.n, dtype=_U64)
-            pos -= self.per_record(self.starts.astype(_U64))
+            pos -= self.record_starts().view(_U64)
             pos |= self.per_record(np.arange(len(self.lens), dtype=_U64) << _U64(32 + pbits))
             self._keys = pbits, pos
         return self._keys
@@ -187,19 +193,21 @@ def _dictionaries(vals, segs):
     key <<= _U64(pbits)
     key |= base
     key.sort()
-    both = key >> _U64(pbits)  # (segment, value)
+    # a new (segment, value) where adjacent keys differ above the position bits
     first = np.empty(segs.n, bool)
     first[0] = True
-    np.not_equal(both[1:], both[:-1], out=first[1:])
+    step = key[1:] ^ key[:-1]
+    np.greater_equal(step, _U64(1 << pbits), out=first[1:])
+    del step
     counts = np.add.reduceat(first, segs.starts, dtype=np.int64)
-    rank = np.cumsum(first, dtype=np.int64)
+    rank = np.cumsum(first, dtype=np.uint32)
     rank -= segs.per_record(rank[segs.starts])  # 0 at each segment's first value
+    uniq = ((key[first] >> _U64(pbits)) & _U64(0xFFFFFFFF)).astype(vals.dtype)
     key &= _U64((1 << pbits) - 1)
     where = key.view(np.int64)
-    where += segs.per_record(segs.starts)
+    where += segs.record_starts()
     index = np.empty(segs.n, np.uint32)
     index[where] = rank
-    uniq = (both[first] & _U64(0xFFFFFFFF)).astype(vals.dtype)
     return index, counts, uniq
 
 
