@@ -77,11 +77,8 @@ class ArchiveWriter:
         pending, self.pending, self.buffered = self.pending, [], 0
         if not pending:
             return []
-        batch = schema.concat(pending)
+        batch, keys, lens = _by_file(pending)
         del pending
-        keys, lens, order = group_by_file(batch)
-        if order is not None:
-            batch = schema.take(batch, order)
         jobs, at = [], 0
         for (hour, flowtype, sensor), n in zip(keys, lens, strict=True):
             path = self._path(hour, flowtype, sensor)
@@ -285,13 +282,17 @@ def _pack_run(args, name, compressed, run, path=None):
         if all(p is not None for p in parts):
             return _pack_split([override(p, sensor, flowtype) for p in parts],
                                (compression, level, block_records))
-    batches = [override(_decode(b, None), sensor, flowtype) for b in blocks]
-    if any(schema.is_v6(b) for b in batches):
+    batch, keys, lens = _by_file([override(_decode(b, None), sensor, flowtype)
+                                  for b in blocks])
+    return _encode_files(batch, keys, lens, (compression, level, block_records))
+
+
+def _by_file(batches):
+    """(batch, keys, lengths): the records of batches grouped by file (group_by_file)."""
+    if any(schema.is_v6(b) for b in batches) and not all(schema.is_v6(b) for b in batches):
         batches = [schema.to_v6(b) for b in batches]
     keys, lens, order = _file_order(batches)
-    batch = schema.concat(batches) if order is None else _grouped(batches, order)
-    del batches
-    return _encode_files(batch, keys, lens, (compression, level, block_records))
+    return (schema.concat(batches) if order is None else _grouped(batches, order)), keys, lens
 
 
 def _pack_split(parts, args):
