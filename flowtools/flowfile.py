@@ -262,33 +262,52 @@ def encode_block(batch, cctx):
         desc, data = encode_int("ipv6", batch["ipv6"].view(np.uint8), cctx, packed=packed)
         cols.append(desc)
         parts.append(data)
-    header = {"n": n, "v6": v6, "cols": cols, "stats": _stats(batch)}
     if not packed:
-        return header, b"".join(parts)
-    # One frame, but a zstd block per column (flushed after each), so that every column
-    # keeps entropy tables of its own; the columns queries read most come first, and the
-    # compressed end of each is recorded ("zc"), so that a reader that needs only those
-    # decompresses only the start of the frame.
-    order = sorted(range(len(cols)), key=lambda i: _PACKED_RANK.get(
-        cols[i][0].split(".")[0].split("#")[0], len(_PACKED_RANK)))
+        return {"n": n, "v6": v6, "cols": cols, "stats": _stats(batch)}, b"".join(parts)
+    return pack_block(n, v6, _stats(batch), cols, [(p,) for p in parts], cctx)
+
+
+def pack_block(n, v6, stats, cols, datas, cctx):
+    """(header, payload) of a packed block: its columns' descriptors (as encode_int gives
+    them, packed) and raw bytes (each as a sequence of buffers), in one frame.
+
+    One frame, but a zstd block per column (flushed after each), so that every column
+    keeps entropy tables of its own; the columns queries read most come first, and the
+    compressed end of each is recorded ("zc"), so that a reader that needs only those
+    decompresses only the start of the frame."""
+    order = _packed_order(tuple(c[0] for c in cols))
     cols = [cols[i] for i in order]
-    parts = [parts[i] for i in order]
-    sizes = [memoryview(p).nbytes for p in parts]
+    sizes = [c[5] for c in cols]
     comp = cctx.compressobj(size=sum(sizes))
     chunks, ends, at = [], [], 0
-    for part, size in zip(parts, sizes, strict=True):
+    for i, size in zip(order, sizes, strict=True):
         if size:
-            for chunk in (comp.compress(part), comp.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)):
+            for buf in datas[i]:
+                chunk = comp.compress(buf)
                 chunks.append(chunk)
                 at += len(chunk)
+            chunk = comp.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            chunks.append(chunk)
+            at += len(chunk)
         ends.append(at)
     chunks.append(comp.flush())
     payload = b"".join(chunks)
     for c in cols:
         c[5] = 0  # the payload is the one frame; column lengths are in the raw bytes
-    header.update(cols=cols, z=sum(sizes), crc=container.crc32(payload), raw=sizes,
-                  size=len(payload), zc=ends)
-    return header, payload
+    return {"n": n, "v6": v6, "cols": cols, "stats": stats, "z": sum(sizes),
+            "crc": container.crc32(payload), "raw": sizes, "size": len(payload),
+            "zc": ends}, payload
+
+
+def _packed_order(names, cache={}):  # noqa: B006  (a cache shared by every call)
+    """The order of a packed block's columns, by their names: by _PACKED_RANK, a
+    sub-column (NAME.v4, NAME#d) with its column."""
+    order = cache.get(names)
+    if order is None:
+        ranks = [_PACKED_RANK.get(n.split(".")[0].split("#")[0], len(_PACKED_RANK))
+                 for n in names]
+        order = cache[names] = sorted(range(len(names)), key=ranks.__getitem__)
+    return order
 
 
 # Order of the columns in a packed frame (sub-columns follow their column).

@@ -13,17 +13,14 @@ hold the two to that), so the format has one definition: flowfile's.
 """
 
 import numpy as np
-import zstandard
 
-from . import container, schema
-from .flowfile import _DICT_CANDIDATES, _PACKED_RANK, _UNSHUFFLED, PACKED_BELOW, encode_block
+from . import schema
+from .flowfile import _DICT_CANDIDATES, _UNSHUFFLED, PACKED_BELOW, encode_block, pack_block
 
 _U64 = np.uint64
 _LIMITS = np.array([1 << 8, 1 << 16, 1 << 32], _U64)
 _WIDTH_OF = np.array([1, 2, 4, 8], np.int64)
 _UINT = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
-_RANK = len(_PACKED_RANK)
-_FLUSH = zstandard.COMPRESSOBJ_FLUSH_BLOCK
 _KEY_BITS = 64  # of a dictionary sort key (a test lowers it)
 
 
@@ -346,15 +343,6 @@ def _stats(batch, segs, columns, split, n6):
     return out
 
 
-def _order(names, cache={}):  # noqa: B006  (a cache shared by every call)
-    """encode_block's packed order of a block's columns, by their names."""
-    order = cache.get(names)
-    if order is None:
-        ranks = [_PACKED_RANK.get(n.split(".")[0].split("#")[0], _RANK) for n in names]
-        order = cache[names] = sorted(range(len(names)), key=ranks.__getitem__)
-    return order
-
-
 def _encode_run(batch, segs, cctx):
     """[(header, payload)] of each segment of a batch (or Split) whose segments are all
     small and, in an IPv6 batch, canonical."""
@@ -391,36 +379,8 @@ def _encode_run(batch, segs, cctx):
                 for desc, data in parts:
                     descs.append(desc)
                     datas.append(data)
-        out.append(_pack(descs, datas, n, v6, stats[k], cctx))
+        out.append(pack_block(n, v6, stats[k], descs, datas, cctx))
     return out
-
-
-def _pack(cols, datas, n, v6, stats, cctx):
-    """encode_block's packed frame of one block's encoded columns."""
-    order = _order(tuple(c[0] for c in cols))
-    cols = [cols[i] for i in order]
-    sizes = [c[5] for c in cols]
-    comp = cctx.compressobj(size=sum(sizes))
-    chunks, ends, at = [], [], 0
-    for i in order:
-        data = datas[i]
-        if data:
-            for buf in data:
-                chunk = comp.compress(buf)
-                chunks.append(chunk)
-                at += len(chunk)
-            chunk = comp.flush(_FLUSH)
-            chunks.append(chunk)
-            at += len(chunk)
-        ends.append(at)
-    chunks.append(comp.flush())
-    payload = b"".join(chunks)
-    for c in cols:
-        c[5] = 0
-    header = {"n": n, "v6": v6, "cols": cols, "stats": stats, "z": sum(sizes),
-              "crc": container.crc32(payload), "raw": sizes, "size": len(payload),
-              "zc": ends}
-    return header, payload
 
 
 def encode_segments(batch, lens, cctx):

@@ -157,30 +157,25 @@ def test_write_blocks_appends_to_a_file_of_other_compression(rng, tmp_path):
 
 
 def test_write_blocks_reports_a_corrupt_block(rng, tmp_path, monkeypatch):
-    """A flipped byte in the input: the error names the file and block, and no file of
-    the run that held it appears, whole or torn."""
+    """A flipped byte, or a file cut short: the error names the file (and the block or
+    the truncation), and no file of the run that held it appears, whole or torn."""
     import pytest
 
     from flowtools.errors import FlowError
     monkeypatch.setattr(archive, "_TASK_RECORDS", 10**6)
     path = _stream(tmp_path, [_mixed(rng, 3000, False)])
     data = bytearray(open(path, "rb").read())
-    data[len(data) // 2] ^= 0xFF
-    open(path, "wb").write(bytes(data))
-    w = archive.ArchiveWriter(str(tmp_path / "a"), CONFIG, {}, processes=True)
-    with pytest.raises(FlowError, match=r"in\.pf: .*block"):
-        with open(path, "rb") as f:
-            w.write_blocks(FlowReader(f, path))
-    w.abort()
-    assert all_files(tmp_path / "a", temps=True) == []
-    # cut short: the blocks past the end are missed, by the workers or by this process
-    open(path, "wb").write(bytes(data[: len(data) * 2 // 3]))
-    w = archive.ArchiveWriter(str(tmp_path / "b"), CONFIG, {}, processes=True)
-    with pytest.raises(FlowError, match=r"in\.pf: truncated"):
-        with open(path, "rb") as f:
-            w.write_blocks(FlowReader(f, path))
-    w.abort()
-    assert all_files(tmp_path / "b", temps=True) == []
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    for name, bad, message in (("a", flipped, r"in\.pf: .*block"),
+                               ("b", data[: len(data) * 2 // 3], r"in\.pf: truncated")):
+        open(path, "wb").write(bytes(bad))
+        w = archive.ArchiveWriter(str(tmp_path / name), CONFIG, {}, processes=True)
+        with pytest.raises(FlowError, match=message):
+            with open(path, "rb") as f:
+                w.write_blocks(FlowReader(f, path))
+        w.abort()
+        assert all_files(tmp_path / name, temps=True) == []
 
 
 def test_append_adds_segments(rng, tmp_path):
