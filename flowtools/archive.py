@@ -56,6 +56,8 @@ class ArchiveWriter:
         self.encoding = None  # _Encoding of the previous buffer, when processes
         self.ready = []  # prepared files not yet published
         self.pool = None  # write_blocks' workers
+        self.run = None  # the _Run of blocks being gathered for them
+        self.inflight = deque()  # runs submitted, in order
 
     def write(self, batch):
         n = schema.nrecords(batch)
@@ -88,6 +90,12 @@ class ArchiveWriter:
         return jobs
 
     def _flush(self, wait):
+        if self.run is not None or self.inflight:
+            try:
+                self._drain_runs()  # blocks given before these batches go first
+            except BaseException:
+                self._abandon()
+                raise
         # Files are prepared (encoded and written unseen), then synced to disk together
         # and published, a chunk at a time: appends hold a lock and a descriptor. The
         # previous buffer's files are all published before this one's (appends to a
@@ -143,6 +151,10 @@ class ArchiveWriter:
         ready, self.ready = self.ready, []
         for p, _, _ in ready:
             p.abandon()
+        for fut in self.inflight:
+            fut.cancel()
+        self.inflight.clear()
+        self.run = None
         if self.encoding is not None:
             self.encoding.cancel()
             self.encoding = None
@@ -151,27 +163,41 @@ class ArchiveWriter:
         """Store every block of a pyflow FlowReader, with sensor and/or flowtype put in
         place of the records' own when given.
 
-        This process only reads the blocks' bytes: worker processes, forked before any
-        records are decoded here (so that no page is shared copy-on-write), decode runs of
-        blocks, group their records by file and encode them, and this process writes the
-        files of each run in turn."""
-        self.flush()
-        pool = self._pool()
-        args = (self.compression, self.level, self.block_records, sensor, flowtype)
-        inflight = deque()
+        This process only reads the blocks' headers: worker processes, forked before any
+        records are decoded here (so that no page is shared copy-on-write), read runs of
+        about a million records' blocks (of one input or many), decode them, group their
+        records by file and encode them, and this process writes the files of each run in
+        turn. flush() or close() waits for the last runs."""
+        if self.pending or self.encoding is not None:
+            self._flush(wait=True)  # batches given before these blocks go first
         try:
-            for path, run in _block_runs(reader, _TASK_RECORDS):
-                inflight.append(pool.submit(_pack_run, args, reader.name,
-                                            reader.compressed, run, path))
-                if len(inflight) > self._workers:
-                    self._store_run(inflight.popleft().result())
-            while inflight:
-                self._store_run(inflight.popleft().result())
+            if self.run is not None and self.run.overrides != (sensor, flowtype):
+                self._submit_run()
+            for item in _block_items(reader):
+                if self.run is not None and self.run.records >= _TASK_RECORDS:
+                    self._submit_run()
+                if self.run is None:
+                    self.run = _Run((sensor, flowtype))
+                self.run.add(item)
         except BaseException:
-            for fut in inflight:
-                fut.cancel()
             self._abandon()
             raise
+
+    def _submit_run(self):
+        run, self.run = self.run, None
+        if run is None or not run.blocks:
+            return
+        pool = self._pool()
+        args = (self.compression, self.level, self.block_records, *run.overrides)
+        self.inflight.append(pool.submit(_pack_run, args, run.sources, run.blocks))
+        while len(self.inflight) > self._workers:
+            self._store_run(self.inflight.popleft().result())
+
+    def _drain_runs(self):
+        """Submit the run being gathered and write every run's files."""
+        self._submit_run()
+        while self.inflight:
+            self._store_run(self.inflight.popleft().result())
 
     def _pool(self):
         if self.pool is None:
@@ -220,42 +246,61 @@ class ArchiveWriter:
 _TASK_RECORDS = 1 << 20
 
 
-def _block_runs(reader, records):
-    """(path, blocks) of runs of about `records` records of a reader: a regular file's
-    blocks as (header, offset, size), for the worker to read from path itself, a stream's
-    as (header, payload) with path None (the payloads of a file would otherwise be read
-    here, pickled and sent on: 0.5 CPU-s for 10M records)."""
+class _Run:
+    """Blocks gathered for one worker task: their sources (name, path or None,
+    compressed) and, per block, (source, header, offset, size) when the worker can read a
+    regular file itself, or (source, header, payload) for a stream (the payloads of a
+    file would otherwise be read here, pickled and sent on: 0.5 CPU-s for 10M records)."""
+
+    def __init__(self, overrides):
+        self.overrides = overrides
+        self.sources, self.blocks, self.records = [], [], 0
+
+    def add(self, item):
+        """Add a _block_items item."""
+        source = item[0]
+        if not self.sources or self.sources[-1] != source:
+            self.sources.append(source)
+        self.blocks.append((len(self.sources) - 1, *item[1:]))
+        self.records += item[1]["n"]
+
+
+def _block_items(reader):
+    """(source, header, offset, size) or (source, header, payload) of each block of a
+    reader, as _Run holds them."""
     path = getattr(reader.f, "name", None)
     seek = reader.frames.seekable and isinstance(path, str) and os.path.isfile(path)
-    path = path if seek else None
-    run, n = [], 0
+    source = (reader.name, path if seek else None, reader.compressed)
     for pending in reader.blocks():
         if seek:
-            run.append((pending.header, reader.frames.pos, pending.size))
+            yield source, pending.header, reader.frames.pos, pending.size
             pending.skip()
         else:
-            block = pending.load()
-            run.append((block.header, block.payload))
-        n += pending.n
-        if n >= records:
-            yield path, run
-            run, n = [], 0
-    if run:
-        yield path, run
+            yield source, pending.header, pending.load().payload
 
 
-def _payloads(name, path, run):
-    """(header, payload) of each block of a run, read from path when given by place."""
-    if path is None:
-        return run
-    out = []
-    with open(path, "rb") as f:
-        for header, at, size in run:
-            payload = os.pread(f.fileno(), size, at)
+def _payloads(sources, blocks):
+    """(source, header, payload) of each block of a run, read from its file when given by
+    place."""
+    files = {}
+    try:
+        out = []
+        for k, header, *rest in blocks:
+            name, path, _ = sources[k]
+            if path is None:
+                out.append((k, header, rest[0]))
+                continue
+            if path not in files:
+                files[path] = open(path, "rb")
+            at, size = rest
+            payload = os.pread(files[path].fileno(), size, at)
             if len(payload) != size:
                 raise FormatError(f"{name}: truncated block at byte {at}")
-            out.append((header, payload))
-    return out
+            out.append((k, header, payload))
+        return out
+    finally:
+        for f in files.values():
+            f.close()
 
 
 class _Source:
@@ -268,14 +313,13 @@ class _Source:
         return f"{self.name}: block {block.header.get('_no', '?')}"
 
 
-def _pack_run(args, name, compressed, run, path=None):
+def _pack_run(args, sources, blocks):
     """On a worker: [(file key, (frames, records, blocks))] of a run of blocks, its
     records grouped by file in key order."""
     from .flowfile import Block, _decode, _local_dctx
     compression, level, block_records, sensor, flowtype = args
-    source = _Source(name, compressed)
-    blocks = [Block(source, h, p) for h, p in _payloads(name, path, run)]
-    del run
+    readers = [_Source(name, compressed) for name, _, compressed in sources]
+    blocks = [Block(readers[k], h, p) for k, h, p in _payloads(sources, blocks)]
     if any(b.v6 for b in blocks):
         # IPv6 runs are re-encoded from the addresses as stored (segments.Split)
         parts = [b.decode_split(_local_dctx(b)) for b in blocks]

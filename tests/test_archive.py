@@ -136,7 +136,38 @@ def test_write_blocks_stores_a_stream_as_write_does(rng, tmp_path, monkeypatch):
     assert sum(len(read_file(f)["stime"]) for f in fixed) == 7300
 
 
+def test_write_blocks_gathers_many_inputs_into_one_run(rng, tmp_path):
+    """Small inputs share worker runs: a file whose records come from several inputs
+    gets one block of them, in input order; batches given in between keep their place."""
+    parts = [_mixed(rng, 500, i == 1) for i in range(4)]
+    paths = [_stream(tmp_path, [b], name=f"in{i}.pf") for i, b in enumerate(parts)]
+    w = archive.ArchiveWriter(str(tmp_path / "a"), CONFIG, {}, processes=True)
+    for i, path in enumerate(paths):
+        if i == 2:
+            w.write(parts[2])  # decoded, between the blocks of inputs 1 and 3
+            continue
+        with open(path, "rb") as f:
+            w.write_blocks(FlowReader(f, path))
+    w.close()
+    for f in all_files(tmp_path / "a"):
+        ft, sensor, hour = CONFIG.parse_path(os.path.relpath(f, tmp_path / "a"))
+        want = [schema.take(b, (b["flowtype"] == ft) & (b["sensor"] == sensor) &
+                            (b["stime"] // archive.HOUR_MS * archive.HOUR_MS == hour))
+                for b in parts]
+        assert_batches_equal(schema.to_v6(read_file(f)),
+                             schema.to_v6(schema.concat([schema.to_v6(b) for b in want])))
+        blocks = 0
+        with open(f, "rb") as fh:
+            for pending in FlowReader(fh, f).blocks():
+                pending.skip()
+                blocks += 1
+        # one block for inputs 0 and 1 (one run), one for input 2, one for input 3
+        runs = [(0, 1), (2,), (3,)]
+        assert blocks == sum(1 for r in runs if any(len(want[i]["stime"]) for i in r))
+
+
 def test_write_blocks_appends_to_a_file_of_other_compression(rng, tmp_path):
+
     b = _mixed(rng, 2000, True)
     w = archive.ArchiveWriter(str(tmp_path / "a"), CONFIG, {}, compression="none")
     w.write(b)
@@ -174,6 +205,7 @@ def test_write_blocks_reports_a_corrupt_block(rng, tmp_path, monkeypatch):
         with pytest.raises(FlowError, match=message):
             with open(path, "rb") as f:
                 w.write_blocks(FlowReader(f, path))
+            w.close()  # the workers' errors come out by then
         w.abort()
         assert all_files(tmp_path / name, temps=True) == []
 

@@ -61,6 +61,7 @@ def main(opts):
                                        method, level or DEFAULT_LEVEL, processes=True)
             if isinstance(reader, FlowReader):
                 writer.write_blocks(reader, sensor, flowtype)
+                reader.close()
                 continue
             for batch in reader:
                 writer.write(override(batch, sensor, flowtype))
