@@ -137,6 +137,7 @@ class FrameReader:
         self.limit = header.committed[0] if header.committed else None
         self.seekable = _seekable(f)
         self.saw_end = False
+        self.frame_at = self.pos
         if self.limit is not None and self.seekable:
             try:
                 size = os.fstat(f.fileno()).st_size
@@ -155,6 +156,7 @@ class FrameReader:
 
     def next_frame(self):
         """(kind, header dict, payload offset) or None at the end of the data."""
+        self.frame_at = self.pos  # where the frame starts (a copy of it starts there)
         if self.limit is not None and self.pos >= self.limit:
             if self.pos > self.limit or not self.saw_end:
                 raise FormatError(f"{self.name}: corrupt file (frames overrun committed end)")

@@ -42,7 +42,10 @@ def is_v6(batch):
 
 
 def nrecords(batch):
-    return len(batch["stime"])
+    col = batch.get("stime")
+    if col is None:  # a batch of only some columns
+        col = next(iter(batch.values()), ())
+    return len(col)
 
 
 def empty(v6=False):
