@@ -301,9 +301,20 @@ def merge_sorted(ak, ac, bk, bc):
         low = np.zeros((len(lk), ak.shape[1]), ak.dtype)
         low[:, -1] = lk
         return np.concatenate([low, rk]), np.concatenate([lc, rc]), s1 or s2
+    if ak.dtype == np.uint64 and bk.dtype == np.uint64:
+        # (n, words) keys as one big-endian byte string each sort as the rows do, and
+        # merge by the same binary search (a re-sort had cost 15x as much: a sixth of
+        # pyflow-bag's merging of its workers' bags on the bench archive)
+        k, c, sat = merge_sorted(_as_bytes(ak), ac, _as_bytes(bk), bc)
+        return k.view(np.uint64).reshape(len(k), ak.shape[1]).byteswap(), c, sat
     keys = np.concatenate([ak, bk])
     k, c, sat = reduce(keys, np.concatenate([ac, bc]))
     return k, c, sat
+
+
+def _as_bytes(keys):
+    """Sorted (n, words) uint64 keys as n big-endian byte strings, in the same order."""
+    return np.ascontiguousarray(keys).byteswap().view(f"S{8 * keys.shape[1]}").reshape(-1)
 
 
 def _zero_lead(sorted_keys):

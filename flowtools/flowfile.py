@@ -351,13 +351,22 @@ class Block:
         sizes = header["raw"] if self.packed else [c[5] for c in cols]
         if len(sizes) != len(cols):
             raise FormatError(f"{reader.where(self)}: corrupt block header")
-        # name -> (descriptor, offset, size) in the payload (packed: the raw frame)
-        try:
-            self.index = {c[0]: (c, at, size) for c, at, size in
-                          zip(cols, accumulate(sizes, initial=0), sizes, strict=False)
-                          if len(c) == 8}
-        except (TypeError, KeyError):
-            raise FormatError(f"{reader.where(self)}: corrupt block header") from None
+        self._index = None
+
+    @property
+    def index(self):
+        """name -> (descriptor, offset, size) in the payload (packed: the raw frame); made
+        when first needed (decoding.decode_run reads the header's columns directly)."""
+        if self._index is None:
+            cols = self.header["cols"]
+            sizes = self.header["raw"] if self.packed else [c[5] for c in cols]
+            try:
+                self._index = {c[0]: (c, at, size) for c, at, size in
+                               zip(cols, accumulate(sizes, initial=0), sizes, strict=False)
+                               if len(c) == 8}
+            except (TypeError, KeyError):
+                raise FormatError(f"{self.where}: corrupt block header") from None
+        return self._index
 
     def _unpack(self, dctx, need):
         """Decompress the packed frame at least up to raw byte `need`: only as many of

@@ -17,6 +17,8 @@ CHUNK_FILES = 32
 # times the size of its quiet ones, and a worker holds a run's decoded records at once
 # (pyflow-uniq's workers peaked at 123 MiB on runs of 32 busy files, 8.4 MB of input).
 RUN_BYTES = 2 << 20
+# Runs of a scan whose combine streams (see scan): some 16 runs of the bench archive
+STREAMED_RUN_FILES, STREAMED_RUN_BYTES = 256, 8 << 20
 _job = None  # (function, argument) for the workers: set before the pool forks
 
 
@@ -39,13 +41,14 @@ def default_workers():
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def ordered_chunks(fn, arg, names, chunk=CHUNK_FILES, workers=None, ahead=None):
+def ordered_chunks(fn, arg, names, chunk=CHUNK_FILES, workers=None, ahead=None,
+                   run_bytes=RUN_BYTES):
     """(run of names, fn(arg, run)) for consecutive runs of names, in order."""
     global _job
     _job = (fn, arg)
     workers = workers or default_workers()
     ahead = ahead or 4 * workers
-    runs = iter(_runs(names, chunk, RUN_BYTES))
+    runs = iter(_runs(names, chunk, run_bytes))
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init) as pool:
         pending = deque()
@@ -92,7 +95,8 @@ def _runs(names, chunk, limit):
     return runs
 
 
-def scan(names, columns, fn, combine=list, threads=2, parallel=None, families=False):
+def scan(names, columns, fn, combine=list, threads=2, parallel=None, families=False,
+         streamed=False):
     """fn(batch) for batches of every record of the named inputs, in order, with only
     `columns` decoded, yielded as combine([fn(batch), ...]) per run of inputs, in input
     order. A batch holds the records of one block or of many (decoding.decoded_runs
@@ -103,7 +107,11 @@ def scan(names, columns, fn, combine=list, threads=2, parallel=None, families=Fa
     Aggregating tools (bags, uniq, stats) pass a fn that reduces a block to a small
     partial result and a combine that merges a run's partials, so that only those cross
     between processes. Many named files (parallel=None: 16 or more, none standard input)
-    are read by worker processes; otherwise blocks decode on this process's threads."""
+    are read by worker processes; otherwise blocks decode on this process's threads.
+
+    streamed: combine takes an iterator and holds no more than its result, so that a
+    worker's run can be many times longer (STREAMED_RUN_BYTES): fewer, larger partial
+    results to merge in this process, which had been pyflow-bag's bottleneck."""
     from . import io
     if parallel is None:
         parallel = len(names) >= 16 and not any(n in io.STDIN_NAMES for n in names) and \
@@ -114,7 +122,9 @@ def scan(names, columns, fn, combine=list, threads=2, parallel=None, families=Fa
                 [io.open_flows(name, threads=threads)], columns, threads, families)])
         return
     from . import decoding  # noqa: F401  (imported once, before the workers fork)
-    for _, result in ordered_chunks(_scan_run, (columns, fn, combine, families), names):
+    sizes = dict(chunk=STREAMED_RUN_FILES, run_bytes=STREAMED_RUN_BYTES) if streamed else {}
+    for _, result in ordered_chunks(_scan_run, (columns, fn, combine, families), names,
+                                    **sizes):
         yield result
 
 
@@ -134,4 +144,4 @@ def _scan_run(job, names):
     from .decoding import decoded_runs
     columns, fn, combine, families = job
     readers = (io.open_flows(name, threads=1) for name in names)
-    return combine([fn(batch) for batch in decoded_runs(readers, columns, families)])
+    return combine(fn(batch) for batch in decoded_runs(readers, columns, families))

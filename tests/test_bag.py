@@ -449,3 +449,23 @@ def test_builder_keeps_ipv4_apart_in_an_ipv6_address_bag(pieces, before):
         got = {(0, 0xFFFF00000000 | int(k)): int(c)
                for k, c in zip(out.keys, out.counters, strict=True)}
     assert got == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 2**63]), st.integers(0, 3), st.integers(0, 2**64 - 1)
+                          | st.integers(0, 3)), max_size=40),
+       st.lists(st.tuples(st.sampled_from([1, 2**63]), st.integers(0, 3), st.integers(0, 3)),
+                max_size=40))
+def test_wide_keys_merge_as_a_plain_sort(a, b):
+    """Keys of three words (none zero-led), merged as big-endian byte strings."""
+    def counted(pairs):
+        if not pairs:
+            return np.zeros((0, 3), np.uint64), np.zeros(0, np.uint64)
+        return bag.count(np.array(pairs, np.uint64).reshape(-1, 3))
+    k, c, _ = bag.merge_sorted(*counted(a), *counted(b))
+    want = {}
+    for key in a + b:
+        want[key] = want.get(key, 0) + 1
+    assert k.shape[1:] == (3,) and k.dtype == np.uint64
+    assert [tuple(map(int, x)) for x in k] == sorted(want)
+    assert list(map(int, c)) == [want[p] for p in sorted(want)]

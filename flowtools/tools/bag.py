@@ -374,7 +374,7 @@ def _parallel_builders(names, columns, wanted, classes, policy):
         # more than decoding the blocks
         return [_Partial(b) for b in build(wanted, batches, classes, policy)]
 
-    for bags in workers.scan(names, columns, _same, combine):
+    for bags in workers.scan(names, columns, _same, combine, streamed=True):
         merge_into(builders, bags)
     return builders
 

@@ -109,14 +109,14 @@ def _frames_of(job, names):
     again.
 
     The blocks to copy are checked by decoding them many files at a time
-    (decoding.decode_parts), several times cheaper than block by block."""
+    (decoding.check), several times cheaper than block by block."""
     import io as _io
     import os
 
     import zstandard
 
     from .. import io
-    from ..decoding import RUN_RECORDS, decode_parts
+    from ..decoding import RUN_RECORDS, check
     from ..flowfile import DEFAULT_LEVEL, FlowReader, FlowWriter
     method, level = job
     out, unchecked, count = [], [], 0
@@ -141,7 +141,7 @@ def _frames_of(job, names):
             out.append((reader.meta, reader.name,
                         ("spans", (st.st_dev, st.st_ino), spans, records, blocks)))
             if count >= RUN_RECORDS:
-                decode_parts(unchecked, None, dctx)
+                check(unchecked, dctx)
                 unchecked, count = [], 0
             continue
         writer = FlowWriter(_io.BytesIO(), compression=method, level=level or DEFAULT_LEVEL,
@@ -150,5 +150,5 @@ def _frames_of(job, names):
         writer.flush()
         out.append((reader.meta, reader.name,
                     ("frames", writer.f.getvalue(), writer.records, writer.blocks)))
-    decode_parts(unchecked, None, dctx)
+    check(unchecked, dctx)
     return out
