@@ -303,7 +303,12 @@ def build(specs_, batches, classes=None, policy="mix"):
         for spec, b, ipk in zip(specs_, builders, ip_keyed, strict=True):
             if ipk and not b.ipv6 and "ipv6" in batch and anyv6:
                 b.promote_v6()
-            keys, ctr = batch_keys(spec, b.layout, batch, classes)
+            layout = b.layout
+            if b.split and b.ipv6 and "ipv6" not in batch:
+                # an IPv4 batch into an IPv6 address bag: its 32-bit keys go to the bag's
+                # IPv4 part as they are, rather than widened to 128 bits and back
+                layout = bag.Layout(b.key, False)
+            keys, ctr = batch_keys(spec, layout, batch, classes)
             if ctr is not None:
                 ctr = np.asarray(ctr, np.uint64)
             b.add(keys, ctr)
@@ -374,7 +379,8 @@ def _parallel_builders(names, columns, wanted, classes, policy):
         # more than decoding the blocks
         return [_Partial(b) for b in build(wanted, batches, classes, policy)]
 
-    for bags in workers.scan(names, columns, _same, combine, streamed=True):
+    # each address family apart: an IPv4 batch's addresses stay 32-bit (decoding.py)
+    for bags in workers.scan(names, columns, _same, combine, streamed=True, families=True):
         merge_into(builders, bags)
     return builders
 
