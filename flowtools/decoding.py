@@ -17,7 +17,7 @@ that its error names the block.
 import numpy as np
 import zstandard
 
-from . import schema
+from . import container, schema
 
 _U = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
@@ -27,10 +27,11 @@ class _Fallback(Exception):
 
 
 def batchable(block):
-    """True for a block decode_run decodes with others: a packed one. (One of them whose
+    """True for a block decode_run decodes with others: any pyflow block. (One whose
     IPv4 records' addresses are not all ::ffff:a.b.c.d, and so not split into NAME.v4
     and the IPv6 records' halves, sends its run back to Block.decode.)"""
-    return block.packed
+    from .flowfile import Block
+    return isinstance(block, Block)
 
 
 def decode_run(blocks, columns=None, dctx=None):
@@ -150,6 +151,7 @@ class _Run:
     """The decompressed frames of a run of batchable blocks, and their columns."""
 
     def __init__(self, blocks, columns, dctx):
+        dctx = dctx or zstandard.ZstdDecompressor()
         self.blocks = blocks
         self.names = schema.NAMES if columns is None else tuple(columns)
         self.lens = [b.n for b in blocks]
@@ -161,17 +163,14 @@ class _Run:
         self.subs = subs = {}
         wanted = None if columns is None else set(self.names) | {"ipv6"}
         for j, b in enumerate(blocks):
-            need = b.header["z"] if wanted is None else _need(b, wanted)
-            if need > b.avail:
-                b._unpack(dctx, need)
-            if len(b.segments) == 1:
-                raw = b.segments[0][1]
+            if b.packed:
+                raw, sizes = self._packed(b, wanted, dctx), b.header["raw"]
             else:
-                raw = b"".join(s for _, s in b.segments)
+                raw, sizes = self._columns(b, wanted, dctx)
             self.raws.append(np.frombuffer(raw, np.uint8))
             v4 = not b.v6
             at = 0
-            for desc, size in zip(b.header["cols"], b.header["raw"], strict=True):
+            for desc, size in zip(b.header["cols"], sizes, strict=True):
                 if len(desc) != 8:
                     at += size
                     continue
@@ -183,13 +182,49 @@ class _Run:
                 elif enc in _ENCODINGS and w in _U and size == w * count:
                     key = (enc, w, w > 1 and desc[4] == 1)
                 else:
-                    key = None
+                    key = None  # invalid, or a column not wanted (and not decompressed)
                 entry = (j, key, at, size, count, desc[3])
                 if sub in subs:
                     subs[sub].append(entry)
                 else:
                     subs[sub] = [entry]
                 at += size
+
+    @staticmethod
+    def _packed(block, wanted, dctx):
+        """A packed block's frame, decompressed as far as the wanted columns."""
+        need = block.header["z"] if wanted is None else _need(block, wanted)
+        if need > block.avail:
+            block._unpack(dctx, need)
+        if len(block.segments) == 1:
+            return block.segments[0][1]
+        return b"".join(s for _, s in block.segments)
+
+    @staticmethod
+    def _columns(block, wanted, dctx):
+        """(raw bytes, sizes) of a block whose columns are compressed one by one (a large
+        block, or an uncompressed file's), laid out as a packed block's frame: the wanted
+        columns' stored bytes, each checked against its checksum, one after the other."""
+        parts, sizes, at = [], [], 0
+        payload = block.payload
+        compressed = block.reader.compressed
+        for desc in block.header["cols"]:
+            clen = desc[5]
+            data = payload[at: at + clen]
+            at += clen
+            if desc[1] == "c" or (wanted is not None and _column_of(desc[0]) not in wanted):
+                sizes.append(0)
+                continue
+            if container.crc32(data) != desc[6]:
+                raise _Fallback  # Block.decode says which column
+            if compressed:
+                try:
+                    data = dctx.decompress(data, max_output_size=desc[2] * desc[7])
+                except zstandard.ZstdError:
+                    raise _Fallback from None
+            parts.append(data)
+            sizes.append(len(data))
+        return b"".join(parts), sizes
 
     def split(self):
         """{column: values} with each address column as NAME.v4 (every record's low

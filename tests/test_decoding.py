@@ -49,19 +49,20 @@ _COLUMN_SETS = [None, ["sip"], ["stime", "bytes"], ["dip", "protocol", "dport", 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32), st.lists(st.tuples(st.integers(1, 300), st.booleans(),
                                                  st.booleans()), min_size=1, max_size=10),
-       st.sampled_from(range(len(_COLUMN_SETS))), st.booleans())
-def test_many_blocks_decode_as_each_alone(seed, shapes, which, per_block):
-    """IPv4 and IPv6 blocks, canonical or not, in any order and any column selection;
-    values finished block by block (as large blocks are) or all at once."""
+       st.sampled_from(range(len(_COLUMN_SETS))), st.booleans(), st.sampled_from(["zstd", "none"]))
+def test_many_blocks_decode_as_each_alone(seed, shapes, which, per_block, compression):
+    """IPv4 and IPv6 blocks, canonical or not, in any order and any column selection,
+    compressed or not; values finished block by block (as large blocks are) or all at
+    once."""
     decoding._PER_BLOCK = 1 if per_block else PER_BLOCK
     try:
         batches = [_batch(seed + i, n, v6, odd and v6) for i, (n, v6, odd) in enumerate(shapes)]
         columns = _COLUMN_SETS[which]
-        blocks = _blocks(batches)
-        want = schema.concat([b.decode(columns) for b in _blocks(batches)])
+        blocks = _blocks(batches, compression)
+        want = schema.concat([b.decode(columns) for b in _blocks(batches, compression)])
         assert_batches_equal(decoding.decode_run(blocks, columns), want)
-        got = decoding.decode_run_families(_blocks(batches), columns)
-        want = _families(_blocks(batches), columns)
+        got = decoding.decode_run_families(_blocks(batches, compression), columns)
+        want = _families(_blocks(batches, compression), columns)
         assert len(got) == len(want)
         for a, b in zip(got, want, strict=True):
             assert_batches_equal(a, b)
@@ -69,17 +70,22 @@ def test_many_blocks_decode_as_each_alone(seed, shapes, which, per_block):
         decoding._PER_BLOCK = PER_BLOCK
 
 
-def test_large_and_uncompressed_blocks_are_decoded_alone(rng):
-    """Blocks that are not packed (uncompressed, or of PACKED_BELOW records and more)
-    keep their place between runs of packed ones."""
+def test_large_and_uncompressed_blocks_are_decoded_with_the_others():
+    """Blocks whose columns are compressed one by one (of PACKED_BELOW records or more)
+    or not at all (an uncompressed file's) join the runs of packed ones."""
     small = [_batch(s, 200, s % 2 == 0, False) for s in range(4)]
     big = _batch(9, flowfile.PACKED_BELOW + 10, True, False)
     blocks = _blocks(small[:2]) + _blocks([big]) + _blocks(small[2:]) + \
         _blocks(small[:1], compression="none")
-    assert [decoding.batchable(b) for b in blocks] == [True, True, False, True, True, False]
-    parts = decoding.decode_parts(blocks)
-    assert [schema.nrecords(p) for p in parts] == [400, big["stime"].size, 400, 200]
-    assert_batches_equal(schema.concat(parts), schema.concat([b.decode() for b in blocks]))
+    assert [b.packed for b in blocks] == [True, True, False, True, True, False]
+    for columns in (None, ["sip", "bytes"]):
+        want = schema.concat([b.decode(columns) for b in blocks])
+        parts = decoding.decode_parts(blocks, columns)
+        assert len(parts) == 1
+        assert_batches_equal(parts[0], want)
+    blocks[2].payload = bytes(len(blocks[2].payload))  # its checksums no longer match
+    with pytest.raises(FormatError, match="t.pf: block 0: checksum mismatch in column"):
+        decoding.check(blocks)
 
 
 def test_constant_columns_stay_zero_stride():
