@@ -123,8 +123,8 @@ def scan(names, columns, fn, combine=list, threads=2, parallel=None, families=Fa
         return
     from . import decoding  # noqa: F401  (imported once, before the workers fork)
     sizes = dict(chunk=STREAMED_RUN_FILES, run_bytes=STREAMED_RUN_BYTES) if streamed else {}
-    for _, result in ordered_chunks(_scan_run, (columns, fn, combine, families), names,
-                                    **sizes):
+    for _, result in ordered_chunks(_scan_run, (columns, fn, combine, families, streamed),
+                                    names, **sizes):
         yield result
 
 
@@ -142,6 +142,7 @@ def _batches(readers, columns, threads, families):
 def _scan_run(job, names):
     from . import io
     from .decoding import decoded_runs
-    columns, fn, combine, families = job
+    columns, fn, combine, families, streamed = job
     readers = (io.open_flows(name, threads=1) for name in names)
-    return combine(fn(batch) for batch in decoded_runs(readers, columns, families))
+    results = (fn(batch) for batch in decoded_runs(readers, columns, families))
+    return combine(results if streamed else list(results))

@@ -469,3 +469,24 @@ def test_wide_keys_merge_as_a_plain_sort(a, b):
     assert k.shape[1:] == (3,) and k.dtype == np.uint64
     assert [tuple(map(int, x)) for x in k] == sorted(want)
     assert list(map(int, c)) == [want[p] for p in sorted(want)]
+
+
+@pytest.mark.parametrize("ipv6,keys,ok", [
+    (False, [5, 3, 9], False),
+    (False, [3, 3, 9], False),
+    (True, [[0, 5], [0, 3], [1, 0]], False),
+    (True, [[0, 5], [0, 5], [1, 0]], False),
+    (True, [[0, 5], [0, 6], [1, 0]], True),
+    (True, [[0, 2**63], [1, 0], [2**63, 1]], True),
+])
+def test_a_bag_whose_keys_are_not_strictly_increasing_is_refused(ipv6, keys, ok):
+    b = bag.Bag(("sIPv6",) if ipv6 else ("sIPv4",), "records", ipv6,
+                np.array(keys, np.uint64 if ipv6 else np.uint32), np.ones(3, np.uint64))
+    f = pyio.BytesIO()
+    bag.write_pyflow(b, f)
+    f.seek(0)
+    if ok:
+        assert len(bag.read_bag(f, "x.bag")) == 3
+        return
+    with pytest.raises(FormatError, match="x.bag: corrupt bag data .keys out of order."):
+        bag.read_bag(f, "x.bag")

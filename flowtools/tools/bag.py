@@ -393,8 +393,8 @@ def main(opts):
     import sys
 
     from .. import bag, cli, io
+    from ..decoding import decoded_runs
     from ..errors import FlowError
-    from ..flowfile import decode_all
     wanted = specs(opts)
     fmt = opts.output_format or io.env("BAG_FORMAT", "pyflow")
     if fmt not in ("pyflow", "silk"):
@@ -426,7 +426,8 @@ def main(opts):
     def batches():
         nonlocal copy
         want = None if opts.copy_input else columns
-        for _, _, batch in decode_all(readers(), want, threads=2):
+        # many small blocks (a filtered archive on a pipe) are decoded many at once
+        for batch in decoded_runs(readers(), want, families=not opts.copy_input):
             if opts.copy_input:
                 if copy is None:
                     copy = io.FlowSink(opts.copy_input, cli.output_meta(opts, metas),

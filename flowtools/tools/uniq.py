@@ -153,6 +153,7 @@ class Binning:
         import sys
 
         from .. import cli, io
+        from ..decoding import decoded_runs
         self.config = cli.site_config(self.opts, required=False)
         self.r.config = self.config
         names = input_names(self.opts)
@@ -174,7 +175,8 @@ class Binning:
                     sys.stderr.write(f"{reader.name}\n")
                 last = None
                 try:
-                    for batch in reader.batches(columns):
+                    # a stream's many small blocks decoded many at once
+                    for batch in decoded_runs([reader], columns):
                         if copy:
                             copy.write(batch)
                         batch = self.r.apply_policy(batch)
