@@ -183,3 +183,21 @@ def test_cat_of_many_files_refuses_a_corrupt_one(archive_files, tmp_path):
     assert p.stderr.decode().startswith(f"pyflow-cat: {bad}: block ")
     assert len(p.stderr.decode().splitlines()) == 1
     assert not out.exists()
+
+
+def test_cat_of_a_stream_longer_than_a_run(tmp_path):
+    """A stream of more small blocks than one run holds is copied whole, in order."""
+    batch = _batch(5, decoding.RUN_RECORDS + 5000, True, False)
+    path = tmp_path / "in.pf"
+    with open(path, "wb") as f:
+        w = flowfile.FlowWriter(f, block_records=4096)
+        w.write(batch)
+        w.close()
+    p = _run("pyflow-cat", input=path.read_bytes())
+    assert p.returncode == 0, p.stderr
+    stream = io.BytesIO(p.stdout)
+    stream.seek(4)
+    reader = flowfile.FlowReader(stream, "stdout", prefix=p.stdout[:4])
+    got = schema.concat(list(reader.batches()))
+    assert_batches_equal(got, batch)
+    assert reader.block_no == -(-schema.nrecords(batch) // 4096)

@@ -88,9 +88,11 @@ def _append(writer, path, how):
 
 def _copy(reader, writer, method, level, threads):
     """Decode every block of reader and write it to writer; returns the record count."""
-    from ..flowfile import decode_all
+    from ..flowfile import FlowReader, decode_all
     from ..schema import nrecords
     copy = _copyable(reader, method, level)
+    if copy and isinstance(reader, FlowReader):
+        return _copy_checked(reader, writer)
     count = 0
     for _, block, batch in decode_all([reader], threads=threads):
         if copy:
@@ -100,6 +102,49 @@ def _copy(reader, writer, method, level, threads):
             writer.write(batch)
             count += nrecords(batch)
     return count
+
+
+def _copy_checked(reader, writer):
+    """Copy every block of a pyflow reader to writer as it is, each run of blocks once
+    checked by decoding them all together (decoding.check, on two threads: a stream's
+    large blocks decompress and decode outside the interpreter's lock); returns the
+    record count."""
+    from collections import deque
+
+    import zstandard
+
+    from ..decoding import RUN_RECORDS, check
+    from ..flowfile import _pool
+    pool = _pool(2)
+    ahead = deque()
+
+    def done(keep):
+        total = 0
+        while len(ahead) > keep:
+            blocks, fut = ahead.popleft()
+            fut.result()
+            for block in blocks:
+                writer.write_block(block)
+            total += sum(b.n for b in blocks)
+        return total
+
+    count, run, n = 0, [], 0
+    try:
+        for part in reader.blocks():
+            block = part.load()
+            run.append(block)
+            n += block.n
+            if n >= RUN_RECORDS:
+                ahead.append((run, pool.submit(check, run, zstandard.ZstdDecompressor())))
+                count += done(2)
+                run, n = [], 0
+        if run:
+            ahead.append((run, pool.submit(check, run, zstandard.ZstdDecompressor())))
+        reader.close()
+        return count + done(0)
+    finally:
+        for _, fut in ahead:
+            fut.cancel()
 
 
 def _frames_of(job, names):
