@@ -57,27 +57,121 @@ class Judge:
             if self.copyable(block):
                 return Judged(n, False, counts, block)
             return Judged(n, False, decode(None))
-        # stime at least: a batch without columns would not know its length
-        part = decode(list(dict.fromkeys(self.check + self.counts)) or ["stime"])
+        part = decode(self.part_columns())
+        judged, mask = self.judge_part(block, n, part)
+        if judged is not None:
+            return judged
+        rest = [c for c in schema.NAMES if c not in part]
+        if rest:
+            part = dict(part)
+            part.update(decode(rest))
+        return Judged(n, mask, part)
+
+    def part_columns(self):
+        """The columns a block is judged on (stime at least: a batch without columns
+        would not know its length)."""
+        return list(dict.fromkeys(self.check + self.counts)) or ["stime"]
+
+    def judge_part(self, block, n, part):
+        """(Judged, mask) for a block from its part_columns(); Judged is None when an
+        output needs the block's other columns too."""
         mask = self.predicate.mask(part) if self.predicate is not None \
             else np.ones(n, bool)
         if self.copyable(block) and (self.want_all or self.want_pass or self.want_fail):
             hits = int(np.count_nonzero(mask))
             if hits == n or hits == 0:
-                return Judged(n, mask, part, block)
+                return Judged(n, mask, part, block), mask
         if self.want_all or (self.want_pass and mask.any()) or \
                 (self.want_fail and not mask.all()):
-            rest = [c for c in schema.NAMES if c not in part]
-            if rest:
-                part = dict(part)
-                part.update(decode(rest))
-        return Judged(n, mask, part)
+            return None, mask
+        return Judged(n, mask, part), mask
 
 
 def judged_blocks(readers, judge, threads=2):
     """(reader, Judged) for every block of the readers, in order."""
     for reader, _, judged in decode_all(readers, threads=threads, work=judge):
         yield reader, judged
+
+
+def judged_runs(readers, judge):
+    """(reader, Judged) for every block of the readers, in order, as judged_blocks gives
+    them, but pyflow files' blocks judged many at a time (an archive's hourly files hold
+    a block of a few thousand records each): the columns the predicate reads decoded for
+    all the blocks of a run that their statistics do not rule out (decoding.decode_run),
+    then the other columns for all those whose records an output needs."""
+    from .decoding import RUN_RECORDS
+    from .flowfile import FlowReader
+    pending, count = [], 0
+    for reader in readers:
+        if not isinstance(reader, FlowReader):
+            yield from _judge_run(pending, judge)
+            pending, count = [], 0
+            yield from judged_blocks([reader], judge, threads=1)
+            continue
+        for part in reader.blocks():
+            block = part.load()
+            pending.append((reader, block))
+            count += block.n
+            if count >= RUN_RECORDS:
+                yield from _judge_run(pending, judge)
+                pending, count = [], 0
+        reader.close()
+    yield from _judge_run(pending, judge)
+
+
+def _judge_run(pending, judge):
+    from .decoding import decode_run
+    out = [None] * len(pending)
+    candidates = []
+    for k, (_, block) in enumerate(pending):
+        if judge.predicate is not None and not judge.predicate.may_match(block.stats):
+            out[k] = judge(block, block.decode)
+        else:
+            candidates.append(k)
+    # blocks of one address family kind together, so that each block's records keep
+    # the form its own decoding gives (IPv4 blocks' addresses 32-bit)
+    for stretch in _stretches(candidates, lambda k: pending[k][1].v6):
+        blocks = [pending[k][1] for k in stretch]
+        parts = _slices(decode_run(blocks, judge.part_columns()), blocks)
+        needy = []
+        for k, block, part in zip(stretch, blocks, parts, strict=True):
+            judged, mask = judge.judge_part(block, block.n, part)
+            out[k] = judged if judged is not None else (part, mask)
+            if judged is None:
+                needy.append(k)
+        if not needy:
+            continue
+        blocks = [pending[k][1] for k in needy]
+        rest = [c for c in schema.NAMES if c not in out[needy[0]][0]]
+        more = _slices(decode_run(blocks, rest), blocks) if rest else [{}] * len(blocks)
+        for k, block, extra in zip(needy, blocks, more, strict=True):
+            part, mask = out[k]
+            out[k] = Judged(block.n, mask, {**part, **extra})
+    for (reader, _), judged in zip(pending, out, strict=True):
+        yield reader, judged
+
+
+def _stretches(items, key):
+    """Maximal runs of consecutive items with the same key."""
+    run, last = [], None
+    for item in items:
+        k = key(item)
+        if run and k != last:
+            yield run
+            run = []
+        run.append(item)
+        last = k
+    if run:
+        yield run
+
+
+def _slices(batch, blocks):
+    """Each block's records of a batch of many blocks' records, as views."""
+    out, at = [], 0
+    for block in blocks:
+        out.append({k: v[at: at + block.n] for k, v in batch.items()})
+        at += block.n
+    return out
 
 
 class Volume:
@@ -151,38 +245,44 @@ def _judge_chunk(job, names):
     judge, compression, level = job
     result = None
     writers = {}
-    for name in names:
-        reader = io.open_flows(name, threads=1)
-        if result is None:
-            result = ChunkResult(reader.meta)
-        result.files += 1
-        for _, j in judged_blocks([reader], judge, threads=1):
-            n, batch = j.n, j.batch
-            mask = np.zeros(n, bool) if j.mask is False else j.mask
-            idx = np.flatnonzero(mask)
-            result.read.add(batch, count=n)
-            result.passed.add(batch, idx)
-            for kind, want, sel in (("all", judge.want_all, None),
-                                    ("pass", judge.want_pass, idx),
-                                    ("fail", judge.want_fail, None)):
-                if not want:
+
+    def readers():
+        nonlocal result
+        for name in names:
+            reader = io.open_flows(name, threads=1)
+            if result is None:
+                result = ChunkResult(reader.meta)
+            result.files += 1
+            yield reader
+
+    # the blocks of all the files judged as runs: judged_runs decodes them together
+    for _, j in judged_runs(readers(), judge):
+        n, batch = j.n, j.batch
+        mask = np.zeros(n, bool) if j.mask is False else j.mask
+        idx = np.flatnonzero(mask)
+        result.read.add(batch, count=n)
+        result.passed.add(batch, idx)
+        for kind, want, sel in (("all", judge.want_all, None),
+                                ("pass", judge.want_pass, idx),
+                                ("fail", judge.want_fail, None)):
+            if not want:
+                continue
+            if kind == "fail":
+                if len(idx) == n:
                     continue
-                if kind == "fail":
-                    if len(idx) == n:
-                        continue
-                    sel = np.flatnonzero(~mask)
-                if sel is not None and not len(sel):
-                    continue
-                w = writers.get(kind)
-                if w is None:
-                    w = writers[kind] = FlowWriter(_io.BytesIO(), compression=compression,
-                                                   level=level or DEFAULT_LEVEL,
-                                                   header=False, parallel=False)
-                if j.block is not None:
-                    w.write_block(j.block)
-                else:
-                    w.write(batch if sel is None or len(sel) == n
-                            else schema.take(batch, sel))
+                sel = np.flatnonzero(~mask)
+            if sel is not None and not len(sel):
+                continue
+            w = writers.get(kind)
+            if w is None:
+                w = writers[kind] = FlowWriter(_io.BytesIO(), compression=compression,
+                                               level=level or DEFAULT_LEVEL,
+                                               header=False, parallel=False)
+            if j.block is not None:
+                w.write_block(j.block)
+            else:
+                w.write(batch if sel is None or len(sel) == n
+                        else schema.take(batch, sel))
     for kind, w in writers.items():
         w.flush()
         result.frames[kind] = (w.f.getvalue(), w.records, w.blocks)

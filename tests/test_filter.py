@@ -632,3 +632,51 @@ def test_unique_passes_the_first_record_of_each_key(tmp_path, flows, exact):
     assert p.returncode == 0, p.stderr
     got = read_all(tmp_path / "u")
     np.testing.assert_array_equal(got["stime"], allrec["stime"][np.sort(first)])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(sorted(SWITCHES)), min_size=1, max_size=3, unique=True)
+       .flatmap(lambda names: st.tuples(*[st.tuples(st.just(n), SWITCHES[n])
+                                          for n in names])),
+       st.integers(0, 2**32 - 1), st.lists(st.booleans(), min_size=1, max_size=6),
+       st.sampled_from([(True, False, False), (False, True, False), (True, True, False),
+                        (False, False, True), (False, False, False)]))
+def test_blocks_judged_in_runs_as_one_by_one(switches, seed, families, wants):
+    """judged_runs (many blocks decoded at once) finds, block by block, what
+    judged_blocks finds: the same masks, records and copied blocks."""
+    import io as pyio
+
+    from flowtools import flowfile, passfail
+    rng = np.random.default_rng(seed)
+    f = pyio.BytesIO()
+    w = flowfile.FlowWriter(f)
+    for v6 in families:
+        w.write(small_batch(rng, int(rng.integers(1, 300)), v6))
+        w.flush()
+    w.close()
+    data = f.getvalue()
+    predicate = filtering.compile_switches({name: [switch_text(name, arg)]
+                                            for name, arg in switches})
+
+    def judged(how):
+        judge = passfail.Judge(predicate, want_pass=wants[0], want_fail=wants[1],
+                               want_all=wants[2])
+        judge.copy_format = (True, flowfile.DEFAULT_LEVEL)
+        stream = pyio.BytesIO(data)
+        stream.seek(4)
+        reader = flowfile.FlowReader(stream, "t.pf", prefix=data[:4], threads=1)
+        return [j for _, j in how(reader, judge)]
+
+    runs = judged(lambda r, j: passfail.judged_runs([r], j))
+    one = judged(lambda r, j: passfail.judged_blocks([r], j, threads=1))
+    assert len(runs) == len(one) == len(families)
+    for a, b in zip(runs, one, strict=True):
+        assert a.n == b.n and (a.block is None) == (b.block is None)
+        assert (a.mask is False) == (b.mask is False)
+        if a.mask is not False:
+            np.testing.assert_array_equal(a.mask, b.mask)
+        assert (a.batch is None) == (b.batch is None)
+        if a.batch is not None:
+            assert set(a.batch) == set(b.batch)
+            for k in a.batch:
+                np.testing.assert_array_equal(a.batch[k], b.batch[k], err_msg=k)
