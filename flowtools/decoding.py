@@ -1,4 +1,4 @@
-"""Many small packed blocks decoded at once: reading the archive's hourly files.
+"""Many flow blocks decoded at once: reading the archive's hourly files.
 
 The mirror of segments.py. An hourly file is one packed block of a few thousand records,
 and Block.decode spends most of such a block's time on the cost of its ~80 numpy calls
@@ -7,7 +7,9 @@ archive, against 25 ns of decompression). decode_run decompresses each block of 
 then decodes every column for all of them at once: the blocks' stored bytes gathered by
 one concatenation per byte plane, bases, deltas and dictionaries applied as arrays, and the
 blocks' columns that differ in width or encoding decoded group by group and scattered into
-place. What is left per block is its decompression and a few slices.
+place. What is left per block is its decompression and a few slices. A large block,
+whose columns are compressed one by one, has its wanted columns laid out as a packed
+block's frame and joins the run like any other.
 
 The values are those Block.decode gives for each block (the tests hold the two to that).
 Anything the per-block decoder would refuse sends the run back to it, block by block, so
