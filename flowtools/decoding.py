@@ -182,7 +182,7 @@ class _Run:
                 if enc == "c":
                     key = "c"
                 elif enc in _ENCODINGS and w in _U and size == w * count:
-                    key = (enc, w, w > 1 and desc[4] == 1)
+                    key = (enc, w, w > 1 and bool(desc[4]))  # as Block.decode reads it
                 else:
                     key = None  # invalid, or a column not wanted (and not decompressed)
                 entry = (j, key, at, size, count, desc[3])

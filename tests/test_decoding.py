@@ -201,3 +201,42 @@ def test_cat_of_a_stream_longer_than_a_run(tmp_path):
     got = schema.concat(list(reader.batches()))
     assert_batches_equal(got, batch)
     assert reader.block_no == -(-schema.nrecords(batch) // 4096)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 3), st.integers(0, 60), st.integers(1, 7),
+       st.one_of(st.integers(-3, 2**64 + 3), st.sampled_from(["o", "d", "x", "c", "z", None]),
+                 st.just([1])), st.booleans())
+def test_a_corrupt_descriptor_raises_format_error_or_decodes_as_alone(
+        seed, which, col, field, value, big):
+    """A block header whose column descriptor says anything (as a crafted file with good
+    checksums could): the run either raises FormatError or gives what each block
+    decoded alone gives."""
+    batches = [_batch(seed + i, 40, i % 2 == 0, False) for i in range(3)]
+    if big:
+        batches[1] = _batch(seed, flowfile.PACKED_BELOW + 1, True, False)
+    blocks = _blocks(batches)
+    cols = blocks[which % 3].header["cols"]
+    cols[col % len(cols)][field] = value
+
+    def outcome(decode):
+        try:
+            return decode()
+        except FormatError as exc:
+            return str(exc)
+
+    want = outcome(lambda: schema.concat([_decode_alone(b) for b in blocks]))
+    for b in blocks:  # fresh state for the run decoder
+        b.segments, b.avail, b._plan, b._dobj, b._index = [], 0, None, None, None
+    got = outcome(lambda: decoding.decode_run(blocks))
+    if isinstance(want, str):
+        assert isinstance(got, str)
+    else:
+        assert not isinstance(got, str), got
+        assert_batches_equal(got, want)
+
+
+def _decode_alone(block):
+    out = block.decode()
+    block.segments, block.avail, block._plan, block._dobj, block._index = [], 0, None, None, None
+    return out
