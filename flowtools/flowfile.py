@@ -846,7 +846,7 @@ def _copy_range(src, dst, at, n):
     while n > 0:
         chunk = os.pread(src.fileno(), min(n, 1 << 20), at)
         if not chunk:
-            raise OSError(f"{src.name}: shorter than when it was read")
+            raise FormatError(f"{src.name}: shorter than when it was read")
         dst.write(chunk)
         at += len(chunk)
         n -= len(chunk)
