@@ -112,9 +112,9 @@ def _times(opts, size):
 
 
 def main(opts):
-    import sys
 
     from .. import binning, io
+    from ..decoding import decoded_runs
     from ..errors import FlowError
     from ..render import Renderer
     from .cut import _StdoutText
@@ -145,19 +145,15 @@ def main(opts):
     try:
         copy = io.FlowSink(opts.copy_input, {"history": [opts.invocation], "notes": []}) \
             if opts.copy_input else None
-        for name in names:
-            reader = io.open_flows(name)
-            if opts.print_filenames:
-                sys.stderr.write(f"{reader.name}\n")
-            columns = None if copy else ["stime", "duration", "bytes", "packets"] + (
-                list(by.columns) if by else [])
-            for batch in reader.batches(columns):
-                if copy:
-                    copy.write(batch)
-                total.add(batch["stime"], batch["duration"], batch["bytes"],
-                          batch["packets"])
-                if by is not None:
-                    _add_parts(parts, by, batch, size, scheme, start, end)
+        columns = None if copy else ["stime", "duration", "bytes", "packets"] + (
+            list(by.columns) if by else [])
+        # the blocks of many small files (an archive's hours) decoded many at once
+        for batch in decoded_runs(_readers(names, opts.print_filenames), columns):
+            if copy:
+                copy.write(batch)
+            total.add(batch["stime"], batch["duration"], batch["bytes"], batch["packets"])
+            if by is not None:
+                _add_parts(parts, by, batch, size, scheme, start, end)
         if copy:
             copy.close()
             copy = None
@@ -173,6 +169,17 @@ def main(opts):
         raise
     out.commit()
     return 0
+
+
+def _readers(names, print_filenames):
+    import sys
+
+    from .. import io
+    for name in names:
+        reader = io.open_flows(name)
+        if print_filenames:
+            sys.stderr.write(f"{reader.name}\n")
+        yield reader
 
 
 def _add_parts(parts, by, batch, size, scheme, start, end):
