@@ -16,6 +16,10 @@ Anything the per-block decoder would refuse sends the run back to it, block by b
 that its error names the block.
 """
 
+from collections import defaultdict
+from itertools import accumulate
+from operator import itemgetter
+
 import numpy as np
 import zstandard
 
@@ -115,7 +119,7 @@ def check(blocks, dctx=None):
             continue
         if len(stretch) > 1:
             try:
-                _Run(stretch, None, dctx).split()
+                _Run(stretch, None, dctx).check()
                 stretch = []
             except _REDO:
                 pass
@@ -162,40 +166,37 @@ class _Run:
         self.raws = []
         # sub-column -> [(block, key, offset, size, count, base)] in block order; key is
         # "c" for a constant, (encoding, width, shuffled) otherwise, None when invalid
-        self.subs = subs = {}
-        wanted = None if columns is None else set(self.names) | {"ipv6"}
+        self.subs = subs = defaultdict(list)
+        wanted = None if columns is None else frozenset(self.names) | {"ipv6"}
         for j, b in enumerate(blocks):
+            cols = b.header["cols"]
+            picks, end = _layout(tuple(map(_NAME, cols)), not b.v6, wanted)
             if b.packed:
-                raw, sizes = self._packed(b, wanted, dctx), b.header["raw"]
+                sizes = b.header["raw"]
+                if len(sizes) != len(cols):
+                    raise _Fallback
+                starts = list(accumulate(sizes, initial=0))
+                raw = self._packed(b, b.header["z"] if wanted is None else starts[end], dctx)
             else:
                 raw, sizes = self._columns(b, wanted, dctx)
+                starts = list(accumulate(sizes, initial=0))
             self.raws.append(np.frombuffer(raw, np.uint8))
-            v4 = not b.v6
-            at = 0
-            for desc, size in zip(b.header["cols"], sizes, strict=True):
+            for i, sub in picks:
+                desc = cols[i]
                 if len(desc) != 8:
-                    at += size
                     continue
-                sub, enc, w, count = desc[0], desc[1], desc[2], desc[7]
-                if v4 and sub in _AS_V4:
-                    sub = _AS_V4[sub]
+                enc, w, count, size = desc[1], desc[2], desc[7], sizes[i]
                 if enc == "c":
                     key = "c"
                 elif enc in _ENCODINGS and w in _U and size == w * count:
                     key = (enc, w, w > 1 and bool(desc[4]))  # as Block.decode reads it
                 else:
-                    key = None  # invalid, or a column not wanted (and not decompressed)
-                entry = (j, key, at, size, count, desc[3])
-                if sub in subs:
-                    subs[sub].append(entry)
-                else:
-                    subs[sub] = [entry]
-                at += size
+                    key = None  # invalid
+                subs[sub].append((j, key, starts[i], size, count, desc[3]))
 
     @staticmethod
-    def _packed(block, wanted, dctx):
-        """A packed block's frame, decompressed as far as the wanted columns."""
-        need = block.header["z"] if wanted is None else _need(block, wanted)
+    def _packed(block, need, dctx):
+        """A packed block's frame, decompressed as far as its byte `need`."""
         if need > block.avail:
             block._unpack(dctx, need)
         if len(block.segments) == 1:
@@ -232,8 +233,22 @@ class _Run:
         """{column: values} with each address column as NAME.v4 (every record's low
         32 bits; 0 for IPv6 records), NAME.hi and NAME.lo (the IPv6 records'); ipv6 is
         None when no block is an IPv6 one."""
+        ipv6, subs = self._plan()
+        out = {sub: self.column(sub, js, counts, dtype) for sub, js, counts, dtype in subs}
+        out["ipv6"] = ipv6
+        return out
+
+    def check(self):
+        """Decode every sub-column of every block, as split does, for the errors only:
+        each group of blocks that share an encoding is decoded, but its values are not
+        put in place among the other groups' nor, for constants, repeated per record."""
+        for sub, js, counts, dtype in self._plan()[1]:
+            self.column(sub, js, counts, dtype, keep=False)
+
+    def _plan(self):
+        """(ipv6, [(sub-column, blocks, value counts, dtype)]): the records' IPv6 flags
+        (None when no block is an IPv6 one) and the sub-columns split decodes."""
         every = list(range(len(self.blocks)))
-        out = {}
         ipv6 = n6 = None
         if any(self.v6):
             six = [j for j in every if self.v6[j]]
@@ -251,28 +266,27 @@ class _Run:
                 ipv6 = np.concatenate(pieces)
             n6 = np.add.reduceat(ipv6, np.cumsum([0] + self.lens[:-1]),
                                  dtype=np.int64).tolist()
+        subs = []
         for name in self.names:
             if name not in schema.IP_COLUMNS:
-                out[name] = self.column(name, every, self.lens, schema.COLUMNS[name])
+                subs.append((name, every, self.lens, schema.COLUMNS[name]))
                 continue
-            out[name + ".v4"] = self.column(name + ".v4", every, self.lens, _U[4])
+            subs.append((name + ".v4", every, self.lens, _U[4]))
             if n6 is not None:
                 some = [j for j in every if n6[j]]
                 for half in (".hi", ".lo"):
-                    out[name + half] = self.column(name + half, some,
-                                                   [n6[j] for j in some], _U[8])
-        out["ipv6"] = ipv6
-        return out
+                    subs.append((name + half, some, [n6[j] for j in some], _U[8]))
+        return ipv6, subs
 
-    def column(self, sub, js, counts, dtype):
+    def column(self, sub, js, counts, dtype, keep=True):
         """Sub-column sub of blocks js, counts[k] values from block js[k], decoded and
-        concatenated."""
+        concatenated; with keep false, decoded for the errors only (see check)."""
         entries = self.subs.get(sub, [])
         if [e[0] for e in entries] != js or [e[4] for e in entries] != counts:
             raise _Fallback
-        return self._values(sub, entries, dtype)
+        return self._values(sub, entries, dtype, keep)
 
-    def _values(self, sub, entries, dtype):
+    def _values(self, sub, entries, dtype, keep=True):
         if not entries:
             return np.zeros(0, dtype)
         groups = {}
@@ -283,6 +297,12 @@ class _Run:
                 groups[e[1]] = [pos]
         if None in groups:
             raise _Fallback
+        if not keep:
+            for key, idx in groups.items():
+                if key != "c":
+                    self._group(sub, entries if len(groups) == 1 else
+                                [entries[p] for p in idx], dtype)
+            return None
         if len(groups) == 1:
             return self._group(sub, entries, dtype)
         # Blocks that differ in encoding or width: each group decoded at once, then
@@ -395,14 +415,23 @@ class _Run:
         return out
 
 
-def _need(block, wanted):
-    """How much of a packed frame holds the wanted columns: the end of the last."""
-    need = at = 0
-    for desc, size in zip(block.header["cols"], block.header["raw"], strict=True):
-        at += size
-        if _column_of(desc[0]) in wanted:
-            need = at
-    return need
+_NAME = itemgetter(0)
+_LAYOUTS = {}
+
+
+def _layout(names, v4, wanted):
+    """([(index, sub-column)] of the wanted sub-columns of a block whose descriptors name
+    `names`, an IPv4 block's addresses renamed NAME.v4; the index after the last of them).
+    Computed once per layout: the blocks of an archive share a few."""
+    key = (names, v4, wanted)
+    plan = _LAYOUTS.get(key)
+    if plan is None:
+        picks = [(i, _AS_V4.get(sub, sub) if v4 else sub) for i, sub in enumerate(names)
+                 if wanted is None or _column_of(sub) in wanted]
+        plan = (picks, picks[-1][0] + 1 if picks else 0)
+        if len(_LAYOUTS) < 256:  # layouts come from files: bounded
+            _LAYOUTS[key] = plan
+    return plan
 
 
 # Blocks of at least this many records on average get their bases added block by block,
