@@ -500,10 +500,7 @@ class Bag:
         col = self.ip_column("--coverset")
         if len(col) == 0:  # IPSet.from_addresses fails on an empty IPv6 column
             return IPSet.empty(self.ipv6)
-        if self.ipv6:
-            out = IPSet.from_addresses(col, ipv6=True)
-            return out
-        return IPSet.from_addresses(col)
+        return IPSet.from_sorted(col, self.ipv6)  # a bag's keys are sorted and distinct
 
     # --- single-bag operations
 

@@ -112,7 +112,8 @@ def check_output(path, binary=True):
     if path in STDOUT_NAMES or path == "stderr":
         stream = sys.stdout if path != "stderr" else sys.stderr
         if binary and _isatty(stream):
-            raise FlowError(f"will not write binary data to a terminal ({path})")
+            where = "stdout" if path in STDOUT_NAMES else path
+            raise FlowError(f"will not write binary data to a terminal ({where})")
         return
     if os.path.lexists(path) and (not os.path.exists(path) or os.path.isfile(path)):
         if not clobber_allowed():

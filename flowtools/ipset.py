@@ -53,9 +53,7 @@ class IPSet(addrs.Ranges):
         if col.ndim == 1:
             u = np.sort(col.astype(np.uint32))  # np.unique is 100x slower (numpy 2.4)
             u = u[np.r_[True, u[1:] != u[:-1]]] if len(u) else u
-            brk = np.flatnonzero(np.diff(u.astype(np.int64)) != 1)
-            out = cls(u[np.r_[0, brk + 1]], u[np.r_[brk, len(u) - 1]]) if len(u) else cls()
-            return out.to_v6() if ipv6 else out
+            return cls.from_sorted(u, ipv6)
         col = col.reshape(-1, 2).astype(np.uint64)
         if not len(col):
             return cls().to_v6()
@@ -65,7 +63,26 @@ class IPSet(addrs.Ranges):
         order = np.lexsort((col[:, 1], col[:, 0]))
         hi, lo = col[order, 0], col[order, 1]
         new = np.r_[True, (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])]
-        hi, lo = hi[new], lo[new]
+        return cls.from_sorted(np.stack([hi[new], lo[new]], 1))
+
+    @classmethod
+    def from_sorted(cls, col, ipv6=None):
+        """The set of distinct addresses given in increasing order (uint32, or (n, 2)
+        uint64 [hi, lo] rows), such as a bag's keys: from_addresses without its sort,
+        which had been a third of pyflow-bagtool --coverset's time on a large bag."""
+        col = np.asarray(col)
+        if col.ndim == 1:
+            u = col.astype(np.uint32, copy=False)
+            brk = np.flatnonzero(np.diff(u.astype(np.int64)) != 1)
+            out = cls(u[np.r_[0, brk + 1]], u[np.r_[brk, len(u) - 1]]) if len(u) else cls()
+            return out.to_v6() if ipv6 else out
+        col = col.reshape(-1, 2).astype(np.uint64, copy=False)
+        if not len(col):
+            return cls().to_v6()
+        mapped, v4 = addrs._mapped(col)
+        if mapped.all():  # runs found on 32-bit values: twice as fast
+            return cls.from_sorted(v4).to_v6()
+        hi, lo = col[:, 0], col[:, 1]
         # a run continues when the next address is this one + 1 (carrying into hi)
         nlo = lo[:-1] + _ONE
         nhi = hi[:-1] + (nlo == 0)

@@ -78,6 +78,25 @@ def test_algebra(v6, data):
 
 @settings(**SETTINGS)
 @given(st.booleans(), st.data())
+def test_from_sorted(v6, data):
+    """from_sorted (a bag's keys, no sort) gives the set from_addresses gives, whatever
+    mix of IPv4-mapped and other addresses, runs across carries included."""
+    values = sorted(data.draw(value_sets(v6)))
+    if v6:
+        col = addrs.pairs(values).reshape(-1, 2) if values else np.zeros((0, 2), np.uint64)
+        got = IPSet.from_sorted(col, True)
+        want = IPSet.from_addresses(col[::-1], ipv6=True) if values else IPSet.empty(True)
+        assert got == want
+    else:
+        col = np.array(values, np.uint32)
+        got = IPSet.from_sorted(col)
+        assert got == IPSet.from_addresses(col[::-1])
+        assert IPSet.from_sorted(col, True) == IPSet.from_addresses(col, ipv6=True)
+    assert ints_of(got) == set(values)
+
+
+@settings(**SETTINGS)
+@given(st.booleans(), st.data())
 def test_from_ranges(v6, data):
     """Ranges in any order, overlapping, adjacent or repeated, normalize to their union."""
     pairs = [tuple(sorted(p)) for p in data.draw(

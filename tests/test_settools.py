@@ -1098,3 +1098,20 @@ def test_setcat_setbuild_round_trip(a):
             setbuild.build(*setbuild.parse_lines(bytes(lines).decode().splitlines()))
         assert back == a or (back.ipv4_only() and a.ipv4_only() and
                              back.to_v4() == a.to_v4())
+
+
+@pytest.mark.parametrize("cmd", [
+    ["pyflow-bagtool", "--coverset"], ["pyflow-settool", "--union"],
+    ["pyflow-bagbuild", "--bag-input"]])
+def test_existing_output_refused_before_reading(tmp_path, cmd):
+    """An output that would clobber a file is refused before the input is read: the
+    error is about the output even when the input is missing (as SiLK checks its
+    output switches first)."""
+    (tmp_path / "out").write_bytes(b"x")
+    r = subprocess.run(tool(cmd[0]) + cmd[1:] + [str(tmp_path / "missing"),
+                                                 f"--output-path={tmp_path / 'out'}"],
+                       capture_output=True, env={**os.environ, "SILK_CLOBBER": ""})
+    assert r.returncode == 1
+    assert r.stderr.decode().splitlines() == [
+        f"{cmd[0]}: will not create new file over existing file '{tmp_path / 'out'}'"]
+    assert (tmp_path / "out").read_bytes() == b"x"

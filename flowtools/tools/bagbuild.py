@@ -190,8 +190,7 @@ def main(opts):
         raise FlowError(f"--key-type {key} is not supported (no prefix maps or country "
                         "codes)")
     fmt = opts.output_format or io.env("BAG_FORMAT", "pyflow")
-    if opts.output_path in io.STDOUT_NAMES and sys.stdout.isatty():
-        raise FlowError("will not write binary data to a terminal (stdout)")
+    io.check_output(opts.output_path)  # a terminal, or a file not to clobber: before reading
     src = opts.set_input if opts.set_input is not None else opts.bag_input
     f = io.open_input(src) if src not in io.STDIN_NAMES else sys.stdin.buffer
     name = io.display_name(src)

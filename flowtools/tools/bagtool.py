@@ -171,8 +171,7 @@ def main(opts):
     fmt = opts.output_format or io.env("BAG_FORMAT", "pyflow")
     if opts.ipset_record_version is not None and opts.output_format is None:
         fmt = "silk"
-    if opts.output_path in io.STDOUT_NAMES and sys.stdout.isatty():
-        raise FlowError("will not write binary data to a terminal (stdout)")
+    io.check_output(opts.output_path)  # a terminal, or a file not to clobber: before reading
     masks = [(_read_set(path, f"--{o.replace('_', '-')}"), keep)
              for o, keep in (("intersect", True), ("complement_intersect", False))
              if (path := getattr(opts, o)) is not None]

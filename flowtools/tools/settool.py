@@ -195,12 +195,9 @@ def _masked(result, prefix, fill):
 
 
 def _output_path(opts):
-    """The output, checked before any input is read (a terminal is refused)."""
-    import sys
-
+    """The output, checked before any input is read (a terminal, or a file not to
+    clobber, is refused)."""
     from .. import io
-    from ..errors import FlowError
     path = opts.output_path or "-"
-    if path in io.STDOUT_NAMES and io._isatty(sys.stdout):
-        raise FlowError("will not write binary data to a terminal (stdout)")
+    io.check_output(path)
     return path
