@@ -51,10 +51,14 @@ def packb(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def unpackb(data, where):
+def unpackb(data, where, at=None):
+    """The object msgpack-encoded in data; a FormatError naming where (and byte `at`,
+    when given: the message is built only on error, as a file's frames are many)."""
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
+        if at is not None:
+            where = f"{where} at byte {at}"
         raise FormatError(f"{where}: corrupt metadata ({exc.__class__.__name__})") from None
 
 
@@ -65,7 +69,7 @@ def slot_bytes(length, seq):
 
 def _read_slot(raw):
     length, seq, crc, _ = _SLOT.unpack(raw)
-    if seq == 0 or crc32(struct.pack("<QQ", length, seq)) != crc:
+    if seq == 0 or crc32(raw[:16]) != crc:  # the bytes of (length, seq)
         return None
     return length, seq
 
@@ -177,7 +181,7 @@ class FrameReader:
         (crc,) = _CRC.unpack(self._read(4, "frame"))
         if crc32(head) != crc:
             raise FormatError(f"{self.name}: corrupt block header at byte {at}")
-        header = unpackb(head, f"{self.name} at byte {at}")
+        header = unpackb(head, self.name, at)
         if not isinstance(header, dict):
             raise FormatError(f"{self.name}: corrupt frame at byte {at}")
         self.saw_end = kind == END
